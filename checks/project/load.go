@@ -1,0 +1,362 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
+)
+
+// Options say what to load, as docker compose's own flags do.
+type Options struct {
+	Files      []string // -f; empty means compose.yaml (and friends) in WorkingDir
+	EnvFiles   []string // --env-file; empty means WorkingDir/.env when present
+	Profiles   []string
+	WorkingDir string   // default: the directory of the first file, or "."
+	Env        []string // KEY=VALUE; nil means the process environment
+}
+
+// Project is a loaded Compose project with everything the checks read.
+type Project struct {
+	Compose     *types.Project
+	Files       []*File                // the -f files in order, then included and extended files
+	Dockerfiles map[string]*Dockerfile // by service name, for services with build:
+	Caddyfiles  map[string]*Caddyfile  // by service name, for proxies with a Caddyfile mounted
+	Settings    Settings
+	Problems    []Problem
+
+	cwd string // paths are shown relative to it
+}
+
+// Problem is something the loader met that the user should fix but that
+// does not stop the project from loading. Rule is the check ID that
+// reports it.
+type Problem struct {
+	Rule    string
+	Service string
+	Pos     Position
+	Message string
+	Fix     string
+}
+
+// LoadError is a project that cannot be loaded at all.
+type LoadError struct {
+	Pos Position
+	Err error
+	Fix string
+}
+
+func (e *LoadError) Error() string {
+	msg := e.Err.Error()
+	if e.Pos.File != "" {
+		msg = e.Pos.String() + ": " + msg
+	}
+	if e.Fix != "" {
+		msg += "\nfix: " + e.Fix
+	}
+	return msg
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Load reads the project the way docker compose would.
+func Load(ctx context.Context, o Options) (*Project, error) {
+	env := o.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	pos := []cli.ProjectOptionsFn{
+		cli.WithEnv(env),
+		cli.WithProfiles(o.Profiles),
+		cli.WithEnvFiles(o.EnvFiles...),
+		cli.WithDotEnv,
+		cli.WithoutEnvironmentResolution, // env_file is resolved below, so a missing one is a finding
+		cli.WithLoadOptions(func(lo *loader.Options) { lo.KnownExtensions = map[string]any{} }),
+	}
+	if o.WorkingDir != "" {
+		pos = append(pos, cli.WithWorkingDirectory(o.WorkingDir))
+	}
+	if len(o.Files) == 0 {
+		pos = append(pos, cli.WithDefaultConfigPath)
+	}
+	opts, err := cli.NewProjectOptions(o.Files, pos...)
+	if err != nil {
+		return nil, loadError(nil, err)
+	}
+	p := &Project{Dockerfiles: map[string]*Dockerfile{}, Caddyfiles: map[string]*Caddyfile{}}
+	p.cwd, _ = os.Getwd()
+	for _, name := range opts.ConfigPaths {
+		if name == "-" {
+			return nil, &LoadError{Err: errors.New("reading the Compose file from standard input is not supported"), Fix: "save it to a file and pass -f FILE"}
+		}
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return nil, loadError(nil, err)
+		}
+		f, err := parseFile(abs, p.display(abs))
+		if err != nil {
+			return nil, loadError(nil, err)
+		}
+		p.Files = append(p.Files, f)
+	}
+	p.indexReferencedFiles()
+
+	compose, err := opts.LoadProject(ctx)
+	if err != nil {
+		return nil, loadError(p.Files, err)
+	}
+	p.Compose = compose
+	p.unsetVariables(opts.Environment)
+	if err := p.resolveEnvFiles(); err != nil {
+		return nil, loadError(p.Files, err)
+	}
+	if p.Settings, err = decodeSettings(compose.Extensions["x-deployer"]); err != nil {
+		pos, _, _ := p.Locate("x-deployer")
+		return nil, &LoadError{Pos: pos, Err: err, Fix: "see docs/checks.md#settings for the keys x-deployer takes"}
+	}
+	p.readDockerfiles()
+	p.readCaddyfiles()
+	return p, nil
+}
+
+// display writes a path the way people and CI annotations want it:
+// relative to the current directory when below it.
+func (p *Project) display(path string) string {
+	if rel, err := filepath.Rel(p.cwd, path); err == nil && p.cwd != "" && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return path
+}
+
+// indexReferencedFiles adds files pulled in by include and extends so
+// findings on their services point at the right place. Unreadable ones are
+// left to the loader to report.
+func (p *Project) indexReferencedFiles() {
+	seen := map[string]bool{}
+	for _, f := range p.Files {
+		seen[f.Abs] = true
+	}
+	for i := 0; i < len(p.Files) && len(p.Files) < 64; i++ {
+		f := p.Files[i]
+		dir := filepath.Dir(f.Abs)
+		var refs []string
+		if _, inc, ok := f.Lookup("include"); ok {
+			for _, item := range inc.Content {
+				switch item.Kind {
+				case yaml.ScalarNode:
+					refs = append(refs, item.Value)
+				case yaml.MappingNode:
+					for j := 0; j+1 < len(item.Content); j += 2 {
+						if item.Content[j].Value == "path" {
+							refs = append(refs, scalars(item.Content[j+1])...)
+						}
+					}
+				}
+			}
+		}
+		if _, svcs, ok := f.Lookup("services"); ok && svcs.Kind == yaml.MappingNode {
+			for j := 1; j < len(svcs.Content); j += 2 {
+				if _, ext, ok := f.Lookup("services", svcs.Content[j-1].Value, "extends", "file"); ok {
+					refs = append(refs, ext.Value)
+				}
+			}
+		}
+		for _, ref := range refs {
+			if strings.Contains(ref, "$") {
+				continue
+			}
+			abs := ref
+			if !filepath.IsAbs(abs) {
+				abs = filepath.Join(dir, ref)
+			}
+			if seen[abs] {
+				continue
+			}
+			seen[abs] = true
+			if nf, err := parseFile(abs, p.display(abs)); err == nil {
+				p.Files = append(p.Files, nf)
+			}
+		}
+	}
+}
+
+func scalars(n *yaml.Node) []string {
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}
+	}
+	var out []string
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode {
+			out = append(out, c.Value)
+		}
+	}
+	return out
+}
+
+// Locate returns where path was written: the last -f file that sets it
+// (later files override earlier ones), else the nearest parent key that is
+// written somewhere. ok is false when nothing of the path is written.
+func (p *Project) Locate(path ...string) (Position, *yaml.Node, bool) {
+	for n := len(path); n > 0; n-- {
+		for i := len(p.Files) - 1; i >= 0; i-- {
+			if pos, node, ok := p.Files[i].Lookup(path[:n]...); ok {
+				if n < len(path) {
+					node = nil
+				}
+				return pos, node, true
+			}
+		}
+	}
+	if len(p.Files) > 0 {
+		return Position{File: p.Files[0].Path}, nil, false
+	}
+	return Position{}, nil, false
+}
+
+// ServicePos is where a service is declared.
+func (p *Project) ServicePos(service string, path ...string) Position {
+	pos, _, _ := p.Locate(append([]string{"services", service}, path...)...)
+	return pos
+}
+
+// Written returns the node written at services.<service>.<path> in the
+// file that wins, or nil. The checks use it to tell a literal value from
+// one that came from a variable.
+func (p *Project) Written(path ...string) *yaml.Node {
+	_, n, _ := p.Locate(path...)
+	return n
+}
+
+// unsetVariables reports ${VAR} references without a default whose
+// variable is set nowhere: compose silently substitutes an empty string.
+func (p *Project) unsetVariables(env types.Mapping) {
+	seen := map[string]bool{}
+	for _, f := range p.Files {
+		for key, e := range f.nodes {
+			if e.value == nil || e.value.Kind != yaml.ScalarNode || !strings.Contains(e.value.Value, "$") {
+				continue
+			}
+			if strings.HasPrefix(key, "x-") {
+				continue
+			}
+			vars := template.ExtractVariables(map[string]any{"v": e.value.Value}, template.DefaultPattern)
+			for _, v := range slices.Sorted(maps.Keys(vars)) {
+				d := vars[v]
+				if _, set := env[v]; set || d.DefaultValue != "" || d.PresenceValue != "" || d.Required || hasDefault(e.value.Value, v) {
+					continue
+				}
+				pos := Position{File: f.Path, Line: e.value.Line, Column: e.value.Column}
+				id := pos.String() + v
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				p.Problems = append(p.Problems, Problem{
+					Rule: "variable-unset", Service: serviceOf(key), Pos: pos,
+					Message: fmt.Sprintf("variable %s is not set; docker compose would substitute an empty string", v),
+					Fix:     fmt.Sprintf("set %s in the environment or an --env-file (in Actions: a secret or variable), or give a default with ${%s:-value}, or require it with ${%s:?message}", v, v, v),
+				})
+			}
+		}
+	}
+	slices.SortFunc(p.Problems, func(a, b Problem) int { return comparePos(a.Pos, b.Pos) })
+}
+
+// hasDefault catches ${VAR-} and ${VAR:-}: an explicit empty default.
+func hasDefault(s, name string) bool {
+	return regexp.MustCompile(`\$\{` + regexp.QuoteMeta(name) + `:?[-+?]`).MatchString(s)
+}
+
+func serviceOf(key string) string {
+	parts := strings.Split(key, keySep)
+	if len(parts) >= 2 && parts[0] == "services" {
+		return parts[1]
+	}
+	return ""
+}
+
+func comparePos(a, b Position) int {
+	if c := strings.Compare(a.File, b.File); c != 0 {
+		return c
+	}
+	if a.Line != b.Line {
+		return a.Line - b.Line
+	}
+	return a.Column - b.Column
+}
+
+// resolveEnvFiles loads each service's env_file into its environment as
+// compose does, turning a missing required file into a Problem instead of
+// a failure.
+func (p *Project) resolveEnvFiles() error {
+	for name, s := range p.Compose.Services {
+		kept := s.EnvFiles[:0]
+		for i, ef := range s.EnvFiles {
+			if _, err := os.Stat(ef.Path); err == nil || !bool(ef.Required) {
+				kept = append(kept, ef)
+				continue
+			}
+			pos := p.ServicePos(name, "env_file", strconv.Itoa(i))
+			p.Problems = append(p.Problems, Problem{
+				Rule: "env-file-missing", Service: name, Pos: pos,
+				Message: fmt.Sprintf("env_file %s does not exist; docker compose would refuse to start %s", p.Compose.RelativePath(ef.Path), name),
+				Fix:     "create the file (in CI: write it from secrets before this step), fix the path, or mark it optional with `required: false`",
+			})
+		}
+		s.EnvFiles = kept
+		p.Compose.Services[name] = s
+	}
+	resolved, err := p.Compose.WithServicesEnvironmentResolved(false)
+	if err != nil {
+		return err
+	}
+	p.Compose = resolved
+	return nil
+}
+
+// loadError turns a compose-go error into one that names the file, the
+// line and the fix where it can.
+func loadError(files []*File, err error) error {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return le
+	}
+	msg := err.Error()
+	out := &LoadError{Err: err, Fix: "check the file against the Compose specification: https://docs.docker.com/reference/compose-file/"}
+	switch {
+	case errors.Is(err, os.ErrNotExist) || strings.Contains(msg, "no such file"):
+		out.Fix = "check the path given with -f, or run from the directory that holds compose.yaml"
+	case strings.Contains(msg, "no configuration file provided"):
+		out.Fix = "pass the Compose file with -f FILE, or run from the directory that holds compose.yaml"
+	case strings.Contains(msg, "required variable"):
+		out.Fix = "set the variable in the environment or an --env-file; in Actions pass it from a secret"
+	}
+	// Schema errors name a key path such as "services.api.healthcheck";
+	// point at it when one of our files has it.
+	if path := schemaPath.FindString(msg); path != "" {
+		parts := strings.Split(path, ".")
+		for n := len(parts); n > 0 && out.Pos.Line == 0; n-- {
+			for i := len(files) - 1; i >= 0; i-- {
+				if pos, _, ok := files[i].Lookup(parts[:n]...); ok {
+					out.Pos = pos
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+var schemaPath = regexp.MustCompile(`\b(services|volumes|networks|secrets|configs|include)(\.[A-Za-z0-9_\-]+)+`)
