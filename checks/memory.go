@@ -1,0 +1,70 @@
+package checks
+
+import (
+	"fmt"
+	"strings"
+)
+
+var limitsMissing = &Rule{
+	ID: "limits-missing", Severity: Warning,
+	Title: "a service has no memory limit",
+	Help:  "Without a limit one leaking process can take the whole host's memory; the kernel's OOM killer then kills the biggest process, which is often the broker, and the whole stack falls with it. A limit keeps a leak inside its own container.",
+	check: func(in *Input) []Finding {
+		var out []Finding
+		for _, name := range in.longRunning() {
+			if memoryLimit(in.Compose.Services[name]) > 0 {
+				continue
+			}
+			out = append(out, Finding{Rule: "limits-missing", Service: name, Pos: in.ServicePos(name),
+				Message: fmt.Sprintf("%s has no memory limit: a leak in it can get other services OOM-killed", name),
+				Fix:     fmt.Sprintf("set deploy: {resources: {limits: {memory: 512m}}} on %s, sized from its peak use (docker stats)", name)})
+		}
+		return out
+	},
+}
+
+// headroom is what the host keeps for the kernel, Docker and sshd: an
+// eighth of its memory, and at least 256 MiB.
+func headroom(host int64) int64 { return max(host/8, 256<<20) }
+
+var limitsExceedHost = &Rule{
+	ID: "limits-exceed-host", Severity: Error,
+	Title: "memory limits add up to more than the host has",
+	Help:  "Limits only protect services from each other when they fit in the host's memory together with what the host itself needs. When they add up to more, the host runs out before any container reaches its limit and the kernel's OOM killer picks the biggest process: often the broker or database, whose loss takes down everything that uses it.",
+	check: func(in *Input) []Finding {
+		if in.HostMemory <= 0 {
+			return nil
+		}
+		var (
+			total, most int64
+			biggest     string
+			parts       []string
+		)
+		for _, name := range in.longRunning() {
+			s := in.Compose.Services[name]
+			lim := memoryLimit(s) * int64(s.GetScale())
+			if lim == 0 {
+				continue
+			}
+			total += lim
+			parts = append(parts, fmt.Sprintf("%s %s", name, formatBytes(lim)))
+			if lim > most {
+				biggest, most = name, lim
+			}
+		}
+		avail := in.HostMemory - headroom(in.HostMemory)
+		if total <= avail {
+			return nil
+		}
+		f := Finding{Rule: "limits-exceed-host", Pos: in.ServicePos(biggest, "deploy", "resources", "limits", "memory"),
+			Message: fmt.Sprintf("memory limits add up to %s (%s) but the host has %s, of which %s is left after %s for the system",
+				formatBytes(total), strings.Join(parts, ", "), formatBytes(in.HostMemory), formatBytes(avail), formatBytes(headroom(in.HostMemory))),
+			Fix: fmt.Sprintf("lower the limits to fit in %s, or move to a host with more memory", formatBytes(avail))}
+		if s := in.Compose.Services[biggest]; dataDirs[in.kindOf(biggest, s)] != "" && in.kindOf(biggest, s) != kindCaddy && s.OomScoreAdj >= 0 {
+			f.Service = biggest
+			f.Message += fmt.Sprintf("; %s has the largest limit, so it is first in line for the OOM killer", biggest)
+			f.Fix += fmt.Sprintf("; protect %s with oom_score_adj: -500 and give it a smaller limit than the services that may leak", biggest)
+		}
+		return []Finding{f}
+	},
+}
