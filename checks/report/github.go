@@ -1,0 +1,70 @@
+package report
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/semalink/deploy-action/checks"
+)
+
+// GitHub prints findings as GitHub Actions workflow commands, which the
+// runner turns into annotations on the files of a pull request:
+//
+//	::error file=compose.yaml,line=12,col=5,title=healthcheck-missing (api)::api has no healthcheck…%0Afix: …
+//
+// Suppressed findings are left out. A plain summary line ends the output.
+func GitHub(w io.Writer, fs []checks.Finding, o Options) error {
+	fs = resolved(fs)
+	var b bytes.Buffer
+	for _, f := range fs {
+		if f.Suppressed != nil {
+			continue
+		}
+		var props []string
+		if f.Pos.File != "" {
+			props = append(props, "file="+escapeProperty(f.Pos.File))
+			if f.Pos.Line > 0 {
+				props = append(props, "line="+strconv.Itoa(f.Pos.Line))
+				if f.Pos.Column > 0 {
+					props = append(props, "col="+strconv.Itoa(f.Pos.Column))
+				}
+			}
+		}
+		title := f.Rule
+		if f.Service != "" {
+			title += " (" + f.Service + ")"
+		}
+		props = append(props, "title="+escapeProperty(title))
+		msg := f.Message
+		if f.Fix != "" {
+			msg += "\nfix: " + f.Fix
+		}
+		b.WriteString("::" + command(f.Severity) + " " + strings.Join(props, ",") + "::" + escapeData(msg) + "\n")
+	}
+	b.WriteString(count(fs, o.Strict).String() + "\n")
+	return flush(w, "github", &b)
+}
+
+// command is the workflow command for a severity.
+func command(s checks.Severity) string {
+	switch s {
+	case checks.Error:
+		return "error"
+	case checks.Info:
+		return "notice"
+	}
+	return "warning"
+}
+
+// escapeData and escapeProperty follow the Actions toolkit
+// (@actions/core, command.ts): a message keeps to one line, and a property
+// value cannot end itself early with a comma or a colon.
+var (
+	dataEscaper     = strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
+	propertyEscaper = strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
+)
+
+func escapeData(s string) string     { return dataEscaper.Replace(s) }
+func escapeProperty(s string) string { return propertyEscaper.Replace(s) }
