@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -37,7 +38,8 @@ type Project struct {
 	Settings    Settings
 	Problems    []Problem
 
-	cwd string // paths are shown relative to it
+	cwd    string // paths are shown relative to it
+	direct int    // Files[:direct] are the -f files
 }
 
 // Problem is something the loader met that the user should fix but that
@@ -77,20 +79,23 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	pos := []cli.ProjectOptionsFn{
-		cli.WithEnv(env),
-		cli.WithProfiles(o.Profiles),
-		cli.WithEnvFiles(o.EnvFiles...),
-		cli.WithDotEnv,
-		cli.WithoutEnvironmentResolution, // env_file is resolved below, so a missing one is a finding
-		cli.WithLoadOptions(func(lo *loader.Options) { lo.KnownExtensions = map[string]any{} }),
-	}
+	var pos []cli.ProjectOptionsFn
+	// Order matters: the working directory decides where compose.yaml and
+	// .env are looked for.
 	if o.WorkingDir != "" {
 		pos = append(pos, cli.WithWorkingDirectory(o.WorkingDir))
 	}
 	if len(o.Files) == 0 {
 		pos = append(pos, cli.WithDefaultConfigPath)
 	}
+	pos = append(pos,
+		cli.WithEnv(env),
+		cli.WithProfiles(o.Profiles),
+		cli.WithEnvFiles(o.EnvFiles...),
+		cli.WithDotEnv,
+		cli.WithoutEnvironmentResolution, // env_file is resolved below, so a missing one is a finding
+		cli.WithLoadOptions(func(lo *loader.Options) { lo.KnownExtensions = map[string]any{} }),
+	)
 	opts, err := cli.NewProjectOptions(o.Files, pos...)
 	if err != nil {
 		return nil, loadError(nil, err)
@@ -111,6 +116,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 		}
 		p.Files = append(p.Files, f)
 	}
+	p.direct = len(p.Files)
 	p.indexReferencedFiles()
 
 	compose, err := opts.LoadProject(ctx)
@@ -140,6 +146,15 @@ func (p *Project) display(path string) string {
 	return path
 }
 
+// displayPathError shortens the path in a file system error the same way,
+// so messages do not depend on where the project is checked out.
+func (p *Project) displayPathError(err error) {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		pe.Path = p.display(pe.Path)
+	}
+}
+
 // indexReferencedFiles adds files pulled in by include and extends so
 // findings on their services point at the right place. Unreadable ones are
 // left to the loader to report.
@@ -166,10 +181,34 @@ func (p *Project) indexReferencedFiles() {
 				}
 			}
 		}
+		resolve := func(ref string) string {
+			if filepath.IsAbs(ref) {
+				return ref
+			}
+			return filepath.Join(dir, ref)
+		}
 		if _, svcs, ok := f.Lookup("services"); ok && svcs.Kind == yaml.MappingNode {
 			for j := 1; j < len(svcs.Content); j += 2 {
-				if _, ext, ok := f.Lookup("services", svcs.Content[j-1].Value, "extends", "file"); ok {
-					refs = append(refs, ext.Value)
+				name := svcs.Content[j-1].Value
+				_, ext, ok := f.Lookup("services", name, "extends")
+				if !ok {
+					continue
+				}
+				base := extendsRef{abs: f.Abs}
+				switch ext.Kind {
+				case yaml.ScalarNode: // extends: NAME, in the same file
+					base.service = ext.Value
+				case yaml.MappingNode:
+					if _, svc, ok := f.Lookup("services", name, "extends", "service"); ok {
+						base.service = svc.Value
+					}
+					if _, file, ok := f.Lookup("services", name, "extends", "file"); ok {
+						refs = append(refs, file.Value)
+						base.abs = resolve(file.Value)
+					}
+				}
+				if base.service != "" && !strings.Contains(base.abs, "$") {
+					f.extends[name] = base
 				}
 			}
 		}
@@ -177,10 +216,7 @@ func (p *Project) indexReferencedFiles() {
 			if strings.Contains(ref, "$") {
 				continue
 			}
-			abs := ref
-			if !filepath.IsAbs(abs) {
-				abs = filepath.Join(dir, ref)
-			}
+			abs := resolve(ref)
 			if seen[abs] {
 				continue
 			}
@@ -206,23 +242,65 @@ func scalars(n *yaml.Node) []string {
 }
 
 // Locate returns where path was written: the last -f file that sets it
-// (later files override earlier ones), else the nearest parent key that is
-// written somewhere. ok is false when nothing of the path is written.
+// (later files override earlier ones), else an included or extended file
+// that does, else the nearest parent key that is written somewhere. ok is
+// false when nothing of the path is written.
 func (p *Project) Locate(path ...string) (Position, *yaml.Node, bool) {
 	for n := len(path); n > 0; n-- {
-		for i := len(p.Files) - 1; i >= 0; i-- {
-			if pos, node, ok := p.Files[i].Lookup(path[:n]...); ok {
-				if n < len(path) {
-					node = nil
-				}
-				return pos, node, true
+		if pos, node, ok := p.lookup(path[:n]); ok {
+			if n < len(path) {
+				node = nil
 			}
+			return pos, node, true
 		}
 	}
 	if len(p.Files) > 0 {
 		return Position{File: p.Files[0].Path}, nil, false
 	}
 	return Position{}, nil, false
+}
+
+// lookup finds path in the -f files, then in the included and extended
+// ones: a service's own keys override those of the service it extends, so
+// the extended file is searched last, and under the extended service's name.
+func (p *Project) lookup(path []string) (Position, *yaml.Node, bool) {
+	direct := min(p.direct, len(p.Files))
+	for _, files := range [][]*File{p.Files[:direct], p.Files[direct:]} {
+		for i := len(files) - 1; i >= 0; i-- {
+			if pos, node, ok := files[i].Lookup(path...); ok {
+				return pos, node, true
+			}
+		}
+	}
+	if len(path) < 3 || path[0] != "services" {
+		return Position{}, nil, false
+	}
+	for i := len(p.Files) - 1; i >= 0; i-- {
+		f, service := p.Files[i], path[1]
+		for range len(p.Files) + 1 { // extends chains cannot loop, but a broken file could
+			base, ok := f.extends[service]
+			if !ok {
+				break
+			}
+			if f = p.file(base.abs); f == nil {
+				break
+			}
+			service = base.service
+			if pos, node, ok := f.Lookup(append([]string{"services", service}, path[2:]...)...); ok {
+				return pos, node, true
+			}
+		}
+	}
+	return Position{}, nil, false
+}
+
+func (p *Project) file(abs string) *File {
+	for _, f := range p.Files {
+		if f.Abs == abs {
+			return f
+		}
+	}
+	return nil
 }
 
 // ServicePos is where a service is declared.
@@ -311,7 +389,7 @@ func (p *Project) resolveEnvFiles() error {
 			pos := p.ServicePos(name, "env_file", strconv.Itoa(i))
 			p.Problems = append(p.Problems, Problem{
 				Rule: "env-file-missing", Service: name, Pos: pos,
-				Message: fmt.Sprintf("env_file %s does not exist; docker compose would refuse to start %s", p.Compose.RelativePath(ef.Path), name),
+				Message: fmt.Sprintf("env_file %s does not exist; docker compose would refuse to start %s", p.display(ef.Path), name),
 				Fix:     "create the file (in CI: write it from secrets before this step), fix the path, or mark it optional with `required: false`",
 			})
 		}
@@ -347,6 +425,10 @@ func loadError(files []*File, err error) error {
 	// point at it when one of our files has it.
 	if path := schemaPath.FindString(msg); path != "" {
 		parts := strings.Split(path, ".")
+		if m := extraProperty.FindStringSubmatch(msg); m != nil {
+			parts = append(parts, m[1])
+			out.Fix = fmt.Sprintf("%s is not a Compose key there: check its spelling and indentation against https://docs.docker.com/reference/compose-file/", m[1])
+		}
 		for n := len(parts); n > 0 && out.Pos.Line == 0; n-- {
 			for i := len(files) - 1; i >= 0; i-- {
 				if pos, _, ok := files[i].Lookup(parts[:n]...); ok {
@@ -358,5 +440,7 @@ func loadError(files []*File, err error) error {
 	}
 	return out
 }
+
+var extraProperty = regexp.MustCompile(`additional propert(?:y|ies) '([^']+)'`)
 
 var schemaPath = regexp.MustCompile(`\b(services|volumes|networks|secrets|configs|include)(\.[A-Za-z0-9_\-]+)+`)

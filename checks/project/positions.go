@@ -43,6 +43,12 @@ type File struct {
 	Root    *yaml.Node
 	Ignores []Ignore
 	nodes   map[string]entry
+	extends map[string]extendsRef // by service name: the service it extends
+}
+
+// extendsRef names the service a service extends, and the file it is in.
+type extendsRef struct {
+	abs, service string
 }
 
 type entry struct {
@@ -67,7 +73,7 @@ func parseFile(abs, display string) (*File, error) {
 }
 
 func indexFile(abs, display string, data []byte) (*File, error) {
-	f := &File{Path: display, Abs: abs, nodes: map[string]entry{}}
+	f := &File{Path: display, Abs: abs, nodes: map[string]entry{}, extends: map[string]extendsRef{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &LoadError{Pos: Position{File: display, Line: yamlErrorLine(err)}, Err: err,
@@ -146,9 +152,11 @@ func (f *File) Lookup(path ...string) (Position, *yaml.Node, bool) {
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 func yamlErrorLine(err error) int {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
+	// The last "line N" is where the parser gave up.
+	m := yamlLine.FindAllStringSubmatch(err.Error(), -1)
+	if m == nil {
+		return 0
 	}
-	return 0
+	n, _ := strconv.Atoi(m[len(m)-1][1])
+	return n
 }

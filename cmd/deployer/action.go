@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/checks/report"
+	"github.com/sethvargo/go-githubactions"
+	"github.com/spf13/cobra"
+)
+
+// newActionCommand is the GitHub Action's entry point: action.yml runs
+// `deployer action`, and the inputs arrive as INPUT_* variables. It turns
+// them into the same options the command line fills and runs the same
+// code.
+func newActionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "action",
+		Short:  "Run as the GitHub Action (reads INPUT_* variables)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gha := githubactions.New(githubactions.WithWriter(cmd.OutOrStdout()))
+			switch c := inputOr(gha, "command", "check"); c {
+			case "check":
+				return actionCheck(cmd, gha)
+			default:
+				return &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check", c)}
+			}
+		},
+	}
+}
+
+func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
+	// Paths are resolved in working-directory but reported relative to the
+	// workspace, so annotations and code scanning find the files.
+	dir := inputOr(gha, "working-directory", ".")
+	o := checkOptions{
+		files:         inDir(dir, list(gha.GetInput("compose-files"))),
+		envFiles:      inDir(dir, list(gha.GetInput("env-files"))),
+		profiles:      list(gha.GetInput("profiles")),
+		strict:        gha.GetInput("strict") == "true",
+		cloudflareSSL: gha.GetInput("cloudflare-ssl"),
+		hostMemory:    gha.GetInput("host-memory"),
+		environment:   gha.GetInput("environment"),
+	}
+	if dir != "." {
+		o.workingDir = dir
+	}
+	_, findings, err := o.run(cmd.Context())
+	if err != nil {
+		gha.Errorf("%v", err)
+		return err
+	}
+	ro := report.Options{Strict: o.strict, Version: currentVersion(), Root: workspace()}
+	if err := report.GitHub(cmd.OutOrStdout(), findings, ro); err != nil {
+		return err
+	}
+	if path := gha.GetInput("sarif-file"); path != "" {
+		if err := writeFile(path, func(f *os.File) error { return report.SARIF(f, findings, ro) }); err != nil {
+			return fmt.Errorf("input sarif-file: %w", err)
+		}
+		gha.SetOutput("sarif-file", path)
+	}
+	counts := map[checks.Severity]int{}
+	for _, f := range findings {
+		if f.Suppressed == nil {
+			counts[f.Severity]++
+		}
+	}
+	gha.SetOutput("errors", fmt.Sprint(counts[checks.Error]))
+	gha.SetOutput("warnings", fmt.Sprint(counts[checks.Warning]))
+	gha.AddStepSummary(summary(findings))
+	if checks.Failed(findings, o.strict) {
+		return &exitError{code: exitFindings}
+	}
+	return nil
+}
+
+// summary is the job summary: a table of what needs fixing.
+func summary(fs []checks.Finding) string {
+	var b strings.Builder
+	b.WriteString("### deployer check\n\n")
+	shown := 0
+	for _, f := range fs {
+		if f.Suppressed != nil {
+			continue
+		}
+		if shown == 0 {
+			b.WriteString("| | rule | where | what | fix |\n|---|---|---|---|---|\n")
+		}
+		shown++
+		fmt.Fprintf(&b, "| %s | [%s](%s) | `%s` | %s | %s |\n", f.Severity, f.Rule, ruleURL(f.Rule), f.Pos, cell(f.Message), cell(f.Fix))
+	}
+	if shown == 0 {
+		b.WriteString("No problems found.\n")
+	}
+	return b.String()
+}
+
+func ruleURL(id string) string {
+	if r := checks.RuleByID(id); r != nil {
+		return r.DocURL()
+	}
+	return ""
+}
+
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+// list splits an input written one item per line or comma-separated.
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == ',' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func inDir(dir string, paths []string) []string {
+	for i, p := range paths {
+		if !filepath.IsAbs(p) {
+			paths[i] = filepath.Join(dir, p)
+		}
+	}
+	return paths
+}
+
+func inputOr(gha *githubactions.Action, name, def string) string {
+	if v := gha.GetInput(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestActionCheck(t *testing.T) {
+	root := repoPath(t, ".")
+	tmp := t.TempDir()
+	outputs, summaryFile := filepath.Join(tmp, "output"), filepath.Join(tmp, "summary")
+	for _, f := range []string{outputs, summaryFile} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("GITHUB_OUTPUT", outputs)
+	t.Setenv("GITHUB_STEP_SUMMARY", summaryFile)
+	t.Setenv("INPUT_COMMAND", "check")
+	t.Setenv("INPUT_WORKING-DIRECTORY", "testdata/seed/before")
+	t.Setenv("INPUT_COMPOSE-FILES", "docker-compose.staging.yml")
+	t.Setenv("INPUT_ENVIRONMENT", "production")
+	t.Setenv("INPUT_SARIF-FILE", filepath.Join(tmp, "deployer.sarif"))
+
+	code, stdout, stderr := run(t, root, "action")
+	if code != exitFindings {
+		t.Fatalf("exit code %d, want %d\n%s\n%s", code, exitFindings, stdout, stderr)
+	}
+	// Annotations point at files relative to the workspace, not to working-directory.
+	if !strings.Contains(stdout, "::error file=testdata/seed/before/docker-compose.staging.yml,line=17,") {
+		t.Errorf("no error annotation on the api service:\n%s", stdout)
+	}
+	if strings.Contains(stdout, "not-a-real-password") {
+		t.Error("a secret from the env file reached the log")
+	}
+	out, _ := os.ReadFile(outputs)
+	for _, want := range []string{"errors<<", "warnings<<", "sarif-file<<"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("GITHUB_OUTPUT lacks %s:\n%s", want, out)
+		}
+	}
+	sum, _ := os.ReadFile(summaryFile)
+	if !strings.Contains(string(sum), "migration-restart-loop") {
+		t.Errorf("job summary lacks the findings:\n%s", sum)
+	}
+	if sarif, err := os.ReadFile(filepath.Join(tmp, "deployer.sarif")); err != nil || !strings.Contains(string(sarif), `"version": "2.1.0"`) {
+		t.Errorf("SARIF file: %v\n%.200s", err, sarif)
+	}
+}
+
+func TestActionUnknownCommand(t *testing.T) {
+	t.Setenv("INPUT_COMMAND", "launch")
+	code, _, stderr := run(t, "", "action")
+	if code != exitConfig || !strings.Contains(stderr, "launch") {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+}

@@ -1,0 +1,65 @@
+// Command deployer deploys a Docker Compose stack to hosts over SSH, after
+// preflight checks that catch what breaks such stacks in production.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Exit codes, documented in docs/cli.md.
+const (
+	exitOK       = 0
+	exitFindings = 1 // check: findings at the failing level
+	exitConfig   = 2 // the configuration could not be loaded, or the command line is wrong
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The Compose loader logs its warnings through logrus; deployer reports
+	// the same problems as findings, with a place and a fix.
+	logrus.SetOutput(io.Discard)
+
+	err := newRootCommand().ExecuteContext(ctx)
+	os.Exit(exitCode(os.Stderr, err))
+}
+
+// exitError carries an exit code; its message (if any) has been printed
+// already or is printed by exitCode.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode prints err for a person and maps it to an exit code.
+func exitCode(w io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(w, "deployer: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(w, "deployer: %v\n", err)
+	return exitConfig
+}
