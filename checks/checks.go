@@ -20,11 +20,11 @@ const (
 	Error
 )
 
-var severityNames = [...]string{"", "info", "warning", "error"}
+var severityNames = [...]string{"unknown", "info", "warning", "error"}
 
 func (s Severity) String() string {
 	if s < 0 || int(s) >= len(severityNames) {
-		return "unknown"
+		return severityNames[0]
 	}
 	return severityNames[s]
 }
@@ -113,12 +113,13 @@ func Run(p *project.Project, o Options) []Finding {
 			out = append(out, r.check(in)...)
 		}
 	}
+	out = append(out, suppress(in, out)...)
+	// After suppress: the findings about suppressions take their rule's severity too.
 	for i := range out {
 		if r := RuleByID(out[i].Rule); r != nil && out[i].Severity == 0 {
 			out[i].Severity = r.Severity
 		}
 	}
-	out = append(out, suppress(in, out)...)
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return cmp.Or(strings.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line),
 			cmp.Compare(a.Pos.Column, b.Pos.Column), strings.Compare(a.Rule, b.Rule), strings.Compare(a.Service, b.Service))

@@ -50,8 +50,8 @@ var dockerfileDevDeps = &Rule{
 // image is made of, unless NODE_ENV=production is set before it.
 func devInstall(service string, d *project.Dockerfile, st *project.Stage) (Finding, bool) {
 	chain := d.Chain(st)
+	prod := false // ENV carries over into the stages built FROM this one
 	for i := len(chain) - 1; i >= 0; i-- {
-		prod := false
 		for _, step := range chain[i].Steps {
 			text := strings.Join(step.Args, " ")
 			switch {

@@ -53,10 +53,14 @@ var limitsExceedHost = &Rule{
 			}
 		}
 		avail := in.HostMemory - headroom(in.HostMemory)
-		if total <= avail {
+		if total == 0 || total <= avail {
 			return nil
 		}
-		f := Finding{Rule: "limits-exceed-host", Pos: in.ServicePos(biggest, "deploy", "resources", "limits", "memory"),
+		pos := in.ServicePos(biggest, "deploy", "resources", "limits", "memory")
+		if s := in.Compose.Services[biggest]; s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
+			pos = in.ServicePos(biggest, "mem_limit") // memoryLimit fell back to it
+		}
+		f := Finding{Rule: "limits-exceed-host", Pos: pos,
 			Message: fmt.Sprintf("memory limits add up to %s (%s) but the host has %s, of which %s is left after %s for the system",
 				formatBytes(total), strings.Join(parts, ", "), formatBytes(in.HostMemory), formatBytes(avail), formatBytes(headroom(in.HostMemory))),
 			Fix: fmt.Sprintf("lower the limits to fit in %s, or move to a host with more memory", formatBytes(avail))}

@@ -42,7 +42,7 @@ var secretInCompose = &Rule{
 						continue
 					}
 					out = append(out, Finding{Rule: "secret-in-compose", Service: name, Pos: e.pos,
-						Message: fmt.Sprintf("%s of %s is %s in %s (value not shown)", e.key, name, what, f.Path),
+						Message: fmt.Sprintf("%s of %s is %s (value not shown)", e.key, name, what),
 						Fix:     fmt.Sprintf("write %s: ${%s} and set %s in the .env file or, in CI, from a secret; then rotate the exposed value", e.key, e.key, e.key)})
 				}
 			}

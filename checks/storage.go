@@ -78,6 +78,14 @@ func mountFor(s types.ServiceConfig, dir string) (types.ServiceVolumeConfig, boo
 // redisPersists: Redis as a cache needs no volume; with AOF or RDB saves
 // turned on it does.
 func redisPersists(s types.ServiceConfig) bool {
-	cmd := strings.Join(s.Command, " ")
+	// An empty argument must stay visible: --save "" turns saving off.
+	args := make([]string, len(s.Command))
+	for i, a := range s.Command {
+		if a == "" {
+			a = `""`
+		}
+		args[i] = a
+	}
+	cmd := strings.Join(args, " ")
 	return strings.Contains(cmd, "--appendonly yes") || (strings.Contains(cmd, "--save") && !strings.Contains(cmd, `--save ""`) && !strings.Contains(cmd, "--save ''"))
 }

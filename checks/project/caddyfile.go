@@ -118,23 +118,28 @@ func lexCaddyfile(data []byte) ([]token, *caddyError) {
 			}
 			i++
 			emit(b.String(), at, true)
+			lastLine = line // what follows on the closing line continues the directive
 		case c == '<' && strings.HasPrefix(s[i:], "<<") && i+2 < len(s) && isMarker(s[i+2]):
 			j := i + 2
 			for j < len(s) && isMarker(s[j]) {
 				j++
 			}
 			marker, at := s[i+2:j], line
+			// The closing marker may be indented: end is where it starts.
 			end := strings.Index(s[j:], "\n"+marker)
-			if end < 0 {
+			if end >= 0 {
+				end++
+			} else {
 				end = strings.Index(s[j:], marker)
 			}
 			if end < 0 {
 				return nil, &caddyError{at, fmt.Sprintf("heredoc <<%s has no closing %s", marker, marker)}
 			}
 			body := s[j : j+end]
-			line += strings.Count(body, "\n") + 1
-			i = j + end + 1 + len(marker)
+			line += strings.Count(body, "\n")
+			i = j + end + len(marker)
 			emit(strings.TrimSpace(body), at, true)
+			lastLine = line
 		default:
 			start := i
 			for i < len(s) && !isSpace(s[i]) {
@@ -229,6 +234,7 @@ func (p *Project) readCaddyfiles() {
 				continue
 			}
 		}
+		p.displayPathError(err)
 		pr := Problem{Rule: "caddyfile-invalid", Service: name, Pos: p.ServicePos(name, field),
 			Message: fmt.Sprintf("cannot read the Caddyfile of %s: %v", name, err),
 			Fix:     "fix the mount source so it names the Caddyfile, relative to the Compose file"}

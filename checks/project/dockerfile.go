@@ -107,17 +107,30 @@ func (d *Dockerfile) Stage(target string) *Stage {
 }
 
 // Chain returns the stage and the stages it is built FROM, nearest first.
-// Instructions of a parent stage are part of the image too.
+// Instructions of a parent stage are part of the image too. As in docker
+// build, FROM names a stage only when that stage comes before it; else it
+// is an image.
 func (d *Dockerfile) Chain(s *Stage) []*Stage {
 	chain := []*Stage{s}
-	for len(chain) <= len(d.Stages) {
-		parent := d.Stage(chain[len(chain)-1].Base)
-		if parent == nil || parent.Name == "" || parent == chain[len(chain)-1] {
-			break
+	for cur := s; ; {
+		before := len(d.Stages)
+		for i := range d.Stages {
+			if &d.Stages[i] == cur {
+				before = i
+			}
+		}
+		var parent *Stage
+		for i := range d.Stages[:before] {
+			if d.Stages[i].Name != "" && strings.EqualFold(d.Stages[i].Name, cur.Base) {
+				parent = &d.Stages[i]
+			}
+		}
+		if parent == nil || parent == cur {
+			return chain
 		}
 		chain = append(chain, parent)
+		cur = parent
 	}
-	return chain
 }
 
 func dockerfileError(path string, err error) error {
@@ -168,6 +181,7 @@ func (p *Project) readDockerfiles() {
 				continue
 			}
 		}
+		p.displayPathError(err)
 		pr := Problem{Rule: "dockerfile-invalid", Service: name, Pos: p.ServicePos(name, "build"),
 			Message: fmt.Sprintf("cannot read the Dockerfile of %s: %v", name, err),
 			Fix:     "fix build.context or build.dockerfile so they name a Dockerfile that parses"}

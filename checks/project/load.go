@@ -119,7 +119,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	p.direct = len(p.Files)
 	p.indexReferencedFiles()
 
-	compose, err := opts.LoadProject(ctx)
+	compose, err := loadCompose(ctx, opts)
 	if err != nil {
 		return nil, loadError(p.Files, err)
 	}
@@ -135,6 +135,19 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	p.readDockerfiles()
 	p.readCaddyfiles()
 	return p, nil
+}
+
+// loadCompose runs compose-go's loader, turning a panic into an error:
+// v2.16.2 panics on some malformed files, such as a configs or secrets
+// entry whose target is left empty, and a file it cannot read should be
+// reported, not crash the deploy.
+func loadCompose(ctx context.Context, opts *cli.ProjectOptions) (p *types.Project, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("the Compose loader failed on this file (%v); look for a key left empty or of the wrong type, such as target: with no path", r)
+		}
+	}()
+	return opts.LoadProject(ctx)
 }
 
 // display writes a path the way people and CI annotations want it:

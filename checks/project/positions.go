@@ -44,6 +44,7 @@ type File struct {
 	Ignores []Ignore
 	nodes   map[string]entry
 	extends map[string]extendsRef // by service name: the service it extends
+	walked  int                   // nodes visited while indexing
 }
 
 // extendsRef names the service a service extends, and the file it is in.
@@ -60,7 +61,8 @@ const keySep = "\x1f"
 
 func pathKey(path []string) string { return strings.Join(path, keySep) }
 
-var ignoreComment = regexp.MustCompile(`#\s*deployer:ignore(?:\s+([A-Za-z0-9_-]+))?(?:\s+(.*?))?\s*$`)
+// A YAML comment starts at a # that begins the line or follows white space.
+var ignoreComment = regexp.MustCompile(`(?:^|\s)#\s*deployer:ignore(?:\s+([A-Za-z0-9_-]+))?(?:\s+(.*?))?\s*$`)
 
 // parseFile reads and indexes one Compose file. A YAML syntax error comes
 // back with the file and line.
@@ -95,11 +97,17 @@ func indexFile(abs, display string, data []byte) (*File, error) {
 	return f, nil
 }
 
+// maxNodes bounds the paths indexed per file. Aliases are followed, so a
+// few hundred bytes of nested aliases ("billion laughs") expand to
+// billions of paths; compose-go rejects such a file, but only after this
+// index is built. Real Compose files stay far below it.
+const maxNodes = 1 << 18
+
 // walk records every mapping key and sequence item under its path. Merge
 // keys (<<) are followed so that anchored blocks are found too; depth
-// bounds alias loops.
+// bounds alias loops, maxNodes alias bombs.
 func (f *File) walk(path []string, key, n *yaml.Node, depth int) {
-	if depth > 64 {
+	if f.walked++; depth > 64 || f.walked > maxNodes {
 		return
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -90,5 +91,9 @@ func ParseBytes(s string) (int64, error) {
 	if m[2] != "" {
 		shift = strings.Index("kmgt", strings.ToLower(m[2])) + 1
 	}
-	return int64(f * float64(int64(1)<<(10*shift))), nil
+	n := f * float64(int64(1)<<(10*shift))
+	if n >= math.MaxInt64 { // converting it would wrap around to a negative size
+		return 0, fmt.Errorf("%q is too large a size", s)
+	}
+	return int64(n), nil
 }
