@@ -12,7 +12,7 @@ import (
 var caddyTLSInternal = &Rule{
 	ID: "caddy-tls-internal", Severity: Warning,
 	Title: "Caddy serves a certificate from its own internal CA",
-	Help:  "`tls internal` makes Caddy sign its own certificate. Cloudflare's Full mode accepts it; Full (strict) does not and answers 526, and browsers reaching the host directly refuse it. It is an error with --cloudflare-ssl strict and a note with full or flexible.",
+	Help:  "`tls internal` makes Caddy sign its own certificate. Cloudflare's Full mode accepts it; Full (strict) does not and answers 526, and browsers reaching the host directly refuse it. It is an error with --cloudflare-ssl strict (Cloudflare rejects it) or off (browsers do), and a note with full or flexible.",
 	check: func(in *Input) []Finding {
 		var out []Finding
 		for _, name := range in.serviceNames() {
@@ -32,6 +32,9 @@ var caddyTLSInternal = &Rule{
 					Message: "Caddy serves a self-signed certificate (tls internal): clients that verify the CA chain refuse it",
 					Fix:     "remove `tls internal` to get a Let's Encrypt certificate (port 80 must be reachable), or mount a Cloudflare Origin CA certificate and use `tls /path/cert.pem /path/key.pem`"}
 				switch in.CloudflareSSL {
+				case "off":
+					f.Severity = Error
+					f.Message = "Caddy serves a self-signed certificate (tls internal) and nothing sits in front of it: browsers refuse the site"
 				case "strict":
 					f.Severity = Error
 					f.Message = "Caddy serves a self-signed certificate (tls internal), which Cloudflare's Full (strict) mode rejects with error 526"
@@ -60,8 +63,8 @@ var proxyUpstreamUnknown = &Rule{
 				f := Finding{Rule: "proxy-upstream-unknown", Service: name, Pos: project.Position{File: in.Caddyfiles[name].Path, Line: u.line},
 					Message: fmt.Sprintf("reverse_proxy sends requests to %s, which is not a service of this project", u.host),
 					Fix:     fmt.Sprintf("use a service name, one of: %s", strings.Join(in.serviceNames(), ", "))}
-				if u.host == "localhost" || u.host == "127.0.0.1" {
-					f.Message = fmt.Sprintf("reverse_proxy sends requests to %s, which inside the %s container is %s itself", u.host, name, name)
+				if selfAddress(u.host) {
+					f.Message = fmt.Sprintf("reverse_proxy sends requests to %q, which inside the %s container is %s itself", u.host, name, name)
 				}
 				out = append(out, f)
 			}
@@ -73,10 +76,13 @@ var proxyUpstreamUnknown = &Rule{
 // reachable: a service name, container name or network alias, an IP, or a
 // name with a dot (a host outside the project).
 func (in *Input) reachable(host string) bool {
-	if net.ParseIP(host) != nil && host != "127.0.0.1" && host != "::1" {
+	if selfAddress(host) {
+		return false
+	}
+	if net.ParseIP(host) != nil {
 		return true
 	}
-	if strings.Contains(host, ".") && host != "127.0.0.1" {
+	if strings.Contains(host, ".") {
 		return true
 	}
 	if host == "host.docker.internal" {
@@ -93,4 +99,10 @@ func (in *Input) reachable(host string) bool {
 		}
 	}
 	return false
+}
+
+// selfAddress is an upstream that, inside the proxy's container, is the
+// proxy itself: Caddy reads ":3000" as localhost:3000.
+func selfAddress(host string) bool {
+	return host == "" || host == "localhost" || host == "127.0.0.1" || host == "::1"
 }

@@ -63,6 +63,7 @@ var ruleCases = []ruleCase{
 	// stateful-volume-missing
 	{dir: "stateful-volume-missing/rabbitmq", want: []string{"stateful-volume-missing error rabbitmq compose.yaml:2"}},
 	{dir: "stateful-volume-missing/mounted"},
+	{dir: "stateful-volume-missing/rabbitmq-hostname", want: []string{"stateful-volume-missing error broker compose.yaml:4"}},
 	{dir: "stateful-volume-missing/anonymous", want: []string{"stateful-volume-missing error db compose.yaml:4"}},
 	{dir: "stateful-volume-missing/pgdata", want: []string{"stateful-volume-missing error elsewhere compose.yaml:8"}},
 	{dir: "stateful-volume-missing/redis", want: []string{
@@ -115,6 +116,7 @@ var ruleCases = []ruleCase{
 	{dir: "caddy-tls-internal/internal", want: []string{"caddy-tls-internal warning caddy Caddyfile:2"}},
 	{dir: "caddy-tls-internal/internal", opts: checks.Options{CloudflareSSL: "strict"}, want: []string{"caddy-tls-internal error caddy Caddyfile:2"}},
 	{dir: "caddy-tls-internal/internal", opts: checks.Options{CloudflareSSL: "full"}, want: []string{"caddy-tls-internal info caddy Caddyfile:2"}},
+	{dir: "caddy-tls-internal/internal", opts: checks.Options{CloudflareSSL: "off"}, want: []string{"caddy-tls-internal error caddy Caddyfile:2"}},
 	{dir: "caddy-tls-internal/issuer", want: []string{"caddy-tls-internal warning caddy Caddyfile:6"}},
 	{dir: "caddy-tls-internal/config", want: []string{"caddy-tls-internal warning proxy conf/Caddyfile:3"}},
 	{dir: "caddy-tls-internal/acme", opts: checks.Options{CloudflareSSL: "strict"}},
@@ -122,6 +124,7 @@ var ruleCases = []ruleCase{
 	// proxy-upstream-unknown
 	{dir: "proxy-upstream-unknown/typo", want: []string{"proxy-upstream-unknown error caddy Caddyfile:2"}},
 	{dir: "proxy-upstream-unknown/localhost", want: []string{"proxy-upstream-unknown error caddy Caddyfile:2"}},
+	{dir: "proxy-upstream-unknown/self", want: []string{"proxy-upstream-unknown error caddy Caddyfile:2", "proxy-upstream-unknown error caddy Caddyfile:3"}},
 	{dir: "proxy-upstream-unknown/to-scheme", rules: []string{"proxy-upstream-unknown", "healthcheck-missing"}, want: []string{
 		"proxy-upstream-unknown error caddy Caddyfile:4", // worker: not a service
 		"healthcheck-missing warning caddy compose.yaml:2",

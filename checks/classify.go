@@ -78,10 +78,7 @@ func (k kind) proxy() bool {
 // seed): another service waits for it to complete, or its restart policy
 // says not to restart it.
 func (in *Input) isJob(name string, s types.ServiceConfig) bool {
-	if s.Restart == types.RestartPolicyNo {
-		return true
-	}
-	if s.Deploy != nil && s.Deploy.RestartPolicy != nil && s.Deploy.RestartPolicy.Condition == "none" {
+	if policy, _, set := restartPolicy(s); set && policy == types.RestartPolicyNo {
 		return true
 	}
 	for _, other := range in.Compose.Services {
@@ -183,25 +180,28 @@ func memoryLimit(s types.ServiceConfig) int64 {
 }
 
 // restartPolicy is the policy in force: restart:, else deploy.restart_policy.
+//
+// As in docker compose, deploy.restart_policy wins over restart: when both
+// are set, and a restart_policy without a condition restarts nothing.
 func restartPolicy(s types.ServiceConfig) (policy string, maxAttempts int, set bool) {
-	if s.Restart != "" {
-		policy, n, _ := strings.Cut(s.Restart, ":")
-		maxAttempts, _ = strconv.Atoi(n)
-		return policy, maxAttempts, true
-	}
 	if s.Deploy != nil && s.Deploy.RestartPolicy != nil {
 		rp := s.Deploy.RestartPolicy
 		if rp.MaxAttempts != nil {
 			maxAttempts = int(*rp.MaxAttempts)
 		}
 		switch rp.Condition {
-		case "none":
-			return "no", maxAttempts, true
-		case "on-failure":
-			return "on-failure", maxAttempts, true
-		default: // "any" and the default
+		case "on-failure", "unless-stopped":
+			return rp.Condition, maxAttempts, true
+		case "any", "always":
 			return "always", maxAttempts, true
+		default: // "none", "no" and no condition at all
+			return "no", maxAttempts, true
 		}
+	}
+	if s.Restart != "" {
+		policy, n, _ := strings.Cut(s.Restart, ":")
+		maxAttempts, _ = strconv.Atoi(n)
+		return policy, maxAttempts, true
 	}
 	return "no", 0, false
 }

@@ -24,7 +24,7 @@ var healthcheckMissing = &Rule{
 			}
 			f := Finding{Rule: "healthcheck-missing", Service: name, Pos: in.ServicePos(name),
 				Message: fmt.Sprintf("%s has no healthcheck, so nothing can tell when it stops answering", name),
-				Fix:     fmt.Sprintf("add to %s: healthcheck: {test: [\"CMD-SHELL\", \"wget -qO- http://127.0.0.1:PORT/health || exit 1\"], interval: 15s, timeout: 5s, retries: 3, start_period: 30s}", name)}
+				Fix:     fmt.Sprintf("add to %s: healthcheck: {test: %s, interval: 15s, timeout: 5s, retries: 3, start_period: 30s}", name, healthcheckFor(in.kindOf(name, s)))}
 			if users := in.usersOf(name); len(users) > 0 {
 				f.Severity = Error
 				f.Message = fmt.Sprintf("%s has no healthcheck, but %s rel%s on it: after it dies they keep sending it traffic", name, strings.Join(users, " and "), plural(len(users), "y", "ies"))
@@ -81,7 +81,7 @@ func (in *Input) caddyUpstreams(proxy string) []upstream {
 	var out []upstream
 	add := func(args []string, line int) {
 		for _, a := range args {
-			if a == "" || strings.ContainsAny(a, "{}") || strings.HasPrefix(a, "@") || strings.HasPrefix(a, "/") || a == "*" {
+			if a == "" || strings.ContainsAny(a, "{}") || strings.HasPrefix(a, "@") || strings.HasPrefix(a, "/") || a == "*" || strings.HasPrefix(a, "unix/") {
 				continue
 			}
 			hostport := a
@@ -164,4 +164,24 @@ var healthcheckLocalhost = &Rule{
 		}
 		return out
 	},
+}
+
+// healthcheckFor suggests a healthcheck test that works in the usual image
+// of a kind of service.
+func healthcheckFor(k kind) string {
+	switch k {
+	case kindRabbitMQ:
+		return `["CMD", "rabbitmq-diagnostics", "-q", "check_running"]`
+	case kindPostgres:
+		return `["CMD-SHELL", "pg_isready -U $${POSTGRES_USER:-postgres}"]`
+	case kindRedis:
+		return `["CMD", "redis-cli", "ping"]`
+	case kindMySQL, kindMariaDB:
+		return `["CMD", "mysqladmin", "ping", "-h", "127.0.0.1"]`
+	case kindMongo:
+		return `["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping')"]`
+	case kindCaddy:
+		return `["CMD", "wget", "-qO-", "http://127.0.0.1:2019/config/"]`
+	}
+	return `["CMD-SHELL", "wget -qO- http://127.0.0.1:PORT/health || exit 1"]`
 }

@@ -96,7 +96,7 @@ var imageLatest = &Rule{
 			}
 			out = append(out, Finding{Rule: "image-latest", Service: name, Pos: in.ServicePos(name, "image"),
 				Message: fmt.Sprintf("%s uses %s, which is not pinned: each pull may bring another version", name, s.Image),
-				Fix:     fmt.Sprintf("pin a version tag (e.g. %s:3.13) or a digest (@sha256:…)", strings.TrimSuffix(s.Image, ":latest"))})
+				Fix:     fmt.Sprintf("pin the version you tested: %s:X.Y.Z, or a digest %s@sha256:…", strings.TrimSuffix(s.Image, ":latest"), strings.TrimSuffix(s.Image, ":latest"))})
 		}
 		return out
 	},

@@ -3,13 +3,14 @@ package checks
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // forwardingDrivers send logs off the host.
 var forwardingDrivers = []string{"syslog", "fluentd", "gelf", "awslogs", "gcplogs", "splunk", "logentries", "loki", "journald"}
 
 // logShippers are images that collect other containers' logs.
-var logShippers = []string{"vector", "fluent-bit", "fluentd", "promtail", "alloy", "grafana-agent", "logspout", "agent", "filebeat", "opentelemetry-collector", "opentelemetry-collector-contrib", "otel-collector", "datadog-agent"}
+var logShippers = []string{"vector", "fluent-bit", "fluentd", "promtail", "alloy", "grafana-agent", "logspout", "filebeat", "opentelemetry-collector", "opentelemetry-collector-contrib", "otel-collector", "datadog-agent"}
 
 var loggingUnbounded = &Rule{
 	ID: "logging-unbounded", Severity: Warning,
@@ -50,7 +51,7 @@ var logsNotForwarded = &Rule{
 			if s.Logging != nil && slices.Contains(forwardingDrivers, s.Logging.Driver) {
 				return nil
 			}
-			if slices.Contains(logShippers, imageBase(s.Image)) {
+			if slices.Contains(logShippers, imageBase(s.Image)) || strings.Contains(s.Image, "datadog/agent") {
 				return nil
 			}
 		}

@@ -25,7 +25,7 @@ var dataDirs = map[kind]string{
 var statefulVolumeMissing = &Rule{
 	ID: "stateful-volume-missing", Severity: Error,
 	Title: "a stateful service keeps its data in the container",
-	Help:  "A container's writable layer is deleted whenever Compose recreates it: on a new image, a changed setting, or a rotated password. A broker or database without a named volume on its data directory loses its queues, messages or tables then. Caddy keeps its certificates in /data; without a volume it asks the CA again on every recreate and runs into rate limits, so for Caddy it is a warning.",
+	Help:  "Data kept in the container, or on the anonymous volume its image declares, does not outlive the container: docker compose down then up, rm, up -V or a volume prune start the broker or database empty, without its queues, messages or tables. A named volume on the data directory keeps them. RabbitMQ also names its data directory after the node (rabbit@HOSTNAME), so it needs a fixed hostname too, or each new container starts empty on the same volume. Caddy keeps its certificates in /data; without a volume it asks the CA again and runs into rate limits, so for Caddy it is a warning.",
 	check: func(in *Input) []Finding {
 		var out []Finding
 		for _, name := range in.serviceNames() {
@@ -42,10 +42,15 @@ var statefulVolumeMissing = &Rule{
 			}
 			mount, found := mountFor(s, dir)
 			if found && (mount.Type == types.VolumeTypeBind || mount.Source != "") {
+				if k == kindRabbitMQ && s.Hostname == "" && !hasEnv(s, "RABBITMQ_NODENAME") {
+					out = append(out, Finding{Rule: "stateful-volume-missing", Service: name, Pos: in.ServicePos(name, "volumes"),
+						Message: fmt.Sprintf("%s keeps its data under a directory named after its hostname, which is new for every container: a recreated broker starts empty although the volume survives", name),
+						Fix:     fmt.Sprintf("give %s a fixed hostname: hostname: %s", name, name)})
+				}
 				continue
 			}
 			f := Finding{Rule: "stateful-volume-missing", Service: name, Pos: in.ServicePos(name),
-				Message: fmt.Sprintf("%s (%s) keeps %s in the container: it is lost whenever the container is recreated", name, k, dir),
+				Message: fmt.Sprintf("%s (%s) keeps %s in the container: it is lost when the container is removed (down, rm, up -V)", name, k, dir),
 				Fix:     fmt.Sprintf("mount a named volume there: volumes: [\"%s_data:%s\"] under %s, and declare %s_data under the top-level volumes:", name, dir, name, name)}
 			if found {
 				f.Pos = in.ServicePos(name, "volumes")
@@ -88,4 +93,9 @@ func redisPersists(s types.ServiceConfig) bool {
 	}
 	cmd := strings.Join(args, " ")
 	return strings.Contains(cmd, "--appendonly yes") || (strings.Contains(cmd, "--save") && !strings.Contains(cmd, `--save ""`) && !strings.Contains(cmd, "--save ''"))
+}
+
+func hasEnv(s types.ServiceConfig, key string) bool {
+	v, ok := s.Environment[key]
+	return ok && v != nil && *v != ""
 }

@@ -19,6 +19,12 @@ func suppress(in *Input, fs []Finding) []Finding {
 			extra = append(extra, f)
 			continue
 		}
+		if _, known := in.Compose.AllServices()[s.Service]; s.Service != "" && !known {
+			extra = append(extra, Finding{Rule: "suppression-invalid", Pos: pos,
+				Message: fmt.Sprintf("the suppression of %s names service %q, which this project does not have, so it is not applied", s.Rule, s.Service),
+				Fix:     "name a service of the project, or leave service out to suppress the rule everywhere"})
+			continue
+		}
 		listed = append(listed, s)
 	}
 	type inline struct {
