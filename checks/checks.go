@@ -73,6 +73,21 @@ type Options struct {
 	Environment   string // staging or production
 	CloudflareSSL string // off, flexible, full or strict
 	HostMemory    int64  // bytes
+	Host          *HostFacts
+}
+
+// HostFacts are what a deploy learned from the host before changing it.
+type HostFacts struct {
+	// ChangedSecrets are init-only secrets (a broker's default password)
+	// whose value differs from the one the live release was deployed with.
+	ChangedSecrets []ChangedSecret
+}
+
+// ChangedSecret is one such secret, and the volume holding the data it
+// initialised.
+type ChangedSecret struct {
+	Service, Key string
+	Volume       string // the data volume on the host; "" when it does not exist
 }
 
 // Input is what every rule reads.

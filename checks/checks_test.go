@@ -73,6 +73,14 @@ var ruleCases = []ruleCase{
 	{dir: "stateful-volume-missing/caddy", want: []string{"stateful-volume-missing warning proxy compose.yaml:2"}},
 	{dir: "stateful-volume-missing/built", want: []string{"stateful-volume-missing error db compose.yaml:2"}},
 
+	// rabbitmq-password-drift: the deploy supplies what it read from the host.
+	{dir: "rabbitmq-password-drift/rotated", opts: checks.Options{Host: &checks.HostFacts{ChangedSecrets: []checks.ChangedSecret{
+		{Service: "rabbitmq", Key: "RABBITMQ_DEFAULT_PASS", Volume: "demo_rabbitmq_data"}}}},
+		want: []string{"rabbitmq-password-drift error rabbitmq compose.yaml:7"}},
+	{dir: "rabbitmq-password-drift/rotated", opts: checks.Options{Host: &checks.HostFacts{ChangedSecrets: []checks.ChangedSecret{
+		{Service: "rabbitmq", Key: "RABBITMQ_DEFAULT_PASS"}}}}}, // no volume yet: a new broker takes the new password
+	{dir: "rabbitmq-password-drift/rotated"}, // no host facts: a plain check cannot know
+
 	// limits-missing
 	{dir: "limits-missing/missing", want: []string{"limits-missing warning api compose.yaml:2"}},
 	{dir: "limits-missing/set"},

@@ -28,6 +28,7 @@ var rules = []*Rule{
 	secretInCompose,
 	restartMissing,
 	singleHostProduction,
+	rabbitmqPasswordDrift,
 	// Reported by the loader (project.Problem) or by suppression handling.
 	{ID: "env-file-missing", Severity: Error, Title: "an env_file does not exist",
 		Help: "docker compose refuses to create a service whose required env_file is missing, so the deploy would stop half-way. In CI the file is usually written from secrets in an earlier step."},
@@ -75,3 +76,24 @@ var singleHostProduction = &Rule{
 }
 
 func sortedKeys[M ~map[K]V, K cmp.Ordered, V any](m M) []K { return slices.Sorted(maps.Keys(m)) }
+
+var rabbitmqPasswordDrift = &Rule{
+	ID: "rabbitmq-password-drift", Severity: Error,
+	Title: "the RabbitMQ password changed, but the broker keeps the old one on its volume",
+	Help:  "RABBITMQ_DEFAULT_PASS only takes effect when RabbitMQ initialises an empty data directory. After a rotation in the CI secrets, Compose recreates the broker with the new value, but the users stored on the volume still have the old password: RabbitMQ starts and every client using the new one gets ACCESS_REFUSED. Checked at deploy time, against a salted hash of the password the live release used.",
+	check: func(in *Input) []Finding {
+		if in.Host == nil {
+			return nil
+		}
+		var out []Finding
+		for _, c := range in.Host.ChangedSecrets {
+			if c.Volume == "" {
+				continue // a fresh broker initialises with the new value
+			}
+			out = append(out, Finding{Rule: "rabbitmq-password-drift", Service: c.Service, Pos: in.envPos(c.Service, c.Key),
+				Message: fmt.Sprintf("%s of %s differs from the live release's, but the broker's users live on volume %s: it would keep the old password and clients using the new one get ACCESS_REFUSED", c.Key, c.Service, c.Volume),
+				Fix:     fmt.Sprintf("run `deployer rotate rabbitmq-password` to change it inside the running broker (queues and messages are kept), or put the old value back in %s", c.Key)})
+		}
+		return out
+	},
+}

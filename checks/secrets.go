@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	secretKey     = regexp.MustCompile(`(?i)(^|_)(pass|password|passwd|secret|token|api_?key|private_?key|access_?key|secret_?key|auth_?key|credentials?)$`)
+	secretKey     = project.SecretKey
 	urlWithSecret = regexp.MustCompile(`://[^/:@\s]+:([^@\s]+)@`)
 )
 

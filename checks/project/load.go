@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -38,7 +39,8 @@ type Project struct {
 	Settings    Settings
 	Problems    []Problem
 
-	cwd    string // paths are shown relative to it
+	cwd         string            // paths are shown relative to it
+	envFileVars map[string]string // what --env-file (or .env) set
 	direct int    // Files[:direct] are the -f files
 }
 
@@ -124,6 +126,9 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 		return nil, loadError(p.Files, err)
 	}
 	p.Compose = compose
+	if p.envFileVars, err = dotenv.GetEnvFromFile(map[string]string{}, opts.EnvFiles); err != nil {
+		return nil, loadError(p.Files, err)
+	}
 	p.unsetVariables(opts.Environment)
 	if err := p.resolveEnvFiles(); err != nil {
 		return nil, loadError(p.Files, err)

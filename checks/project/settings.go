@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Settings is the x-deployer block of the Compose file: what the project
@@ -20,6 +21,38 @@ type Settings struct {
 	Checks        struct {
 		Ignore []Suppression `json:"ignore,omitempty"`
 	} `json:"checks"`
+
+	// Deploy settings; the deploy command's flags of the same names win.
+	Hosts           []string `json:"hosts,omitempty"`            // [USER@]HOST[:PORT]
+	KnownHosts      string   `json:"known-hosts,omitempty"`      // known_hosts file
+	HostFingerprint string   `json:"host-fingerprint,omitempty"` // SHA256:…
+	Migrate         string   `json:"migrate,omitempty"`          // the one-off migration service
+	HealthTimeout   Duration `json:"health-timeout,omitzero"`
+	MigrateTimeout  Duration `json:"migrate-timeout,omitzero"`
+	LockTimeout     Duration `json:"lock-timeout,omitzero"`
+	Keep            int      `json:"keep,omitempty"` // releases kept on the host
+}
+
+// Duration is a time.Duration written as in Go and in Compose: 90s, 2m.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "2m" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if json.Unmarshal(b, &secs) != nil {
+			return fmt.Errorf("%s is not a duration: write it like 90s or 2m", b)
+		}
+		d.Duration = time.Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration: write it like 90s or 2m", s)
+	}
+	d.Duration = v
+	return nil
 }
 
 // Suppression silences one rule, for one service or (without a service)
