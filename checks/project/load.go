@@ -41,7 +41,7 @@ type Project struct {
 
 	cwd         string            // paths are shown relative to it
 	envFileVars map[string]string // what --env-file (or .env) set
-	direct int    // Files[:direct] are the -f files
+	direct      int               // Files[:direct] are the -f files
 }
 
 // Problem is something the loader met that the user should fix but that
