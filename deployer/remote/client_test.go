@@ -1,0 +1,526 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// hostKey is the test sshd's host key.
+func (e testEnv) hostKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	_, _, key, _, _, err := ssh.ParseKnownHosts([]byte(e.hostKeyLine(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func otherKey(t *testing.T) ssh.PublicKey {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func TestHostKey(t *testing.T) {
+	env := sshEnv(t)
+	real := ssh.FingerprintSHA256(env.hostKey(t))
+	other := otherKey(t)
+	pattern := "[" + env.Host + "]:" + env.Port
+	line := func(host string, key ssh.PublicKey) string {
+		return host + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))) + "\n"
+	}
+	hashed := writeTemp(t, "known_hosts", env.hostKeyLine(t)+"\n")
+	if out, err := exec.Command("ssh-keygen", "-H", "-f", hashed).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -H: %v: %s", err, out)
+	}
+	if data, _ := os.ReadFile(hashed); !strings.HasPrefix(string(data), "|1|") {
+		t.Fatalf("known_hosts is not hashed: %s", data)
+	}
+
+	tests := []struct {
+		name        string
+		knownHosts  string // content
+		fingerprint string
+		want        []string // in the error; none: it connects
+	}{
+		{name: "Known", knownHosts: env.hostKeyLine(t)},
+		{name: "Hashed", knownHosts: "file:" + hashed},
+		{name: "Pinned", fingerprint: real},
+		{name: "PinnedPadded", fingerprint: real + "="},
+		{
+			name: "Unknown", knownHosts: line("[192.0.2.1]:22", env.hostKey(t)),
+			want: []string{"connect to " + env.addr(), "unknown host key", "ssh-ed25519 " + real,
+				"ssh-keyscan -p " + env.Port + " " + env.Host + " >> ", "ssh-keygen -lf ", "provider's console", "--host-fingerprint"},
+		},
+		{
+			name: "Changed", knownHosts: line(pattern, other),
+			want: []string{"CHANGED", "ssh-ed25519 " + real, ssh.FingerprintSHA256(other), "man-in-the-middle",
+				"ssh-keygen -R '" + pattern + "'", "ssh-keyscan"},
+		},
+		{
+			name: "PinnedWrong", fingerprint: ssh.FingerprintSHA256(other),
+			want: []string{"host key mismatch", "presented ssh-ed25519 " + real, "pinned fingerprint is " + ssh.FingerprintSHA256(other), "man-in-the-middle"},
+		},
+		{name: "PinnedMD5", fingerprint: "MD5:16:27:ac", want: []string{"want SHA256:"}},
+		{name: "Neither", want: []string{"no way to verify the host key", "--known-hosts", "--host-fingerprint"}},
+		{name: "MissingFile", knownHosts: "file:/nonexistent/known_hosts", want: []string{"read known_hosts", "no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := env.config()
+			cfg.KnownHosts, cfg.Fingerprint = "", tt.fingerprint
+			switch {
+			case strings.HasPrefix(tt.knownHosts, "file:"):
+				cfg.KnownHosts = strings.TrimPrefix(tt.knownHosts, "file:")
+			case tt.knownHosts != "":
+				cfg.KnownHosts = writeTemp(t, "known_hosts", tt.knownHosts)
+			}
+			c, err := Dial(t.Context(), cfg)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if out, err := c.Output(t.Context(), "echo", "ok"); err != nil || string(out) != "ok\n" {
+					t.Errorf("echo ok = %q, %v", out, err)
+				}
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatal("connected; want the host key refused")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+			if tt.name == "Unknown" || tt.name == "Changed" {
+				t.Logf("message:\n%v", err)
+			}
+		})
+	}
+}
+
+// TestHostKeyAlgorithms: known_hosts decides which kind of key the host
+// is asked for, so a host with several keys is not taken for a changed one.
+func TestHostKeyAlgorithms(t *testing.T) {
+	env := sshEnv(t)
+	hk, err := newHostKeyCheck(Config{Addr: env.addr(), KnownHosts: writeTemp(t, "known_hosts",
+		"["+env.Host+"]:"+env.Port+" "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherKey(t))))+"\n"+
+			"["+env.Host+"]:"+env.Port+" ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"+
+			"other.example "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherKey(t))))+"\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256}
+	if strings.Join(hk.algorithms, " ") != strings.Join(want, " ") {
+		t.Errorf("algorithms = %q, want %q", hk.algorithms, want)
+	}
+}
+
+// genKey makes a key pair with ssh-keygen.
+func genKey(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	file := filepath.Join(dir, name)
+	cmd := exec.Command("ssh-keygen", append([]string{"-q", "-C", "deployer-test-" + name, "-f", file}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	return file
+}
+
+func TestAuth(t *testing.T) {
+	env := sshEnv(t)
+	dir := t.TempDir()
+
+	t.Run("Refused", func(t *testing.T) {
+		key := genKey(t, dir, "stranger", "-t", "ed25519", "-N", "")
+		cfg := env.config()
+		cfg.KeyFile = key
+		_, err := Dial(t.Context(), cfg)
+		pub, _ := os.ReadFile(key + ".pub")
+		k, _, _, _, _ := ssh.ParseAuthorizedKey(pub)
+		for _, want := range []string{"the host refused key ssh-ed25519 " + ssh.FingerprintSHA256(k), "for user " + env.User, key + ".pub", "~/.ssh/authorized_keys of " + env.User} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Dial = %v, want it to say %q", err, want)
+			}
+		}
+	})
+
+	for _, kind := range []struct{ name, args string }{
+		{"OpenSSH-ed25519", "-t ed25519"},
+		{"PEM-RSA", "-t rsa -b 2048 -m PEM"},
+		{"PEM-ECDSA", "-t ecdsa -m PEM"},
+	} {
+		t.Run("Encrypted-"+kind.name, func(t *testing.T) {
+			key := genKey(t, dir, kind.name, append(strings.Fields(kind.args), "-N", "correct horse")...)
+			if data, _ := os.ReadFile(key); !strings.Contains(string(data), "ENCRYPTED") && !isEncryptedOpenSSH(data) {
+				t.Fatalf("ssh-keygen did not encrypt the key:\n%s", data)
+			}
+			env.authorize(t, key+".pub")
+			cfg := env.config()
+			cfg.KeyFile = key
+
+			_, err := Dial(t.Context(), cfg)
+			if err == nil || !strings.Contains(err.Error(), "is encrypted") || !strings.Contains(err.Error(), "DEPLOYER_SSH_PASSPHRASE") {
+				t.Errorf("Dial without a passphrase = %v, want it to say how to give one", err)
+			}
+			cfg.Passphrase = func() ([]byte, error) { return []byte("wrong"), nil }
+			if _, err := Dial(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
+				t.Errorf("Dial with a wrong passphrase = %v", err)
+			}
+			asked := 0
+			cfg.Passphrase = func() ([]byte, error) { asked++; return []byte("correct horse"), nil }
+			c := dialTest(t, cfg)
+			if out, err := c.Output(t.Context(), "echo", "in"); err != nil || string(out) != "in\n" || asked != 1 {
+				t.Errorf("echo in = %q, %v (passphrase asked %d times)", out, err, asked)
+			}
+		})
+	}
+
+	t.Run("PlainKeyNoPassphraseAsked", func(t *testing.T) {
+		cfg := env.config()
+		cfg.Passphrase = func() ([]byte, error) { t.Error("asked for the passphrase of a plain key"); return nil, nil }
+		dialTest(t, cfg)
+	})
+
+	t.Run("Agent", func(t *testing.T) {
+		sock := startAgent(t)
+		t.Setenv("SSH_AUTH_SOCK", sock)
+		cfg := env.config()
+		cfg.KeyFile = ""
+		if _, err := Dial(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "has no keys") {
+			t.Errorf("Dial with an empty agent = %v", err)
+		}
+		add := exec.Command("ssh-add", env.Key)
+		add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+		if out, err := add.CombinedOutput(); err != nil {
+			t.Fatalf("ssh-add: %v: %s", err, out)
+		}
+		c := dialTest(t, cfg)
+		if out, err := c.Output(t.Context(), "echo", "agent"); err != nil || string(out) != "agent\n" {
+			t.Errorf("echo agent = %q, %v", out, err)
+		}
+	})
+
+	t.Run("NoAgent", func(t *testing.T) {
+		t.Setenv("SSH_AUTH_SOCK", "")
+		cfg := env.config()
+		cfg.KeyFile = ""
+		if _, err := Dial(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "SSH_AUTH_SOCK") {
+			t.Errorf("Dial with no key and no agent = %v", err)
+		}
+	})
+}
+
+func isEncryptedOpenSSH(data []byte) bool {
+	block, _ := pem.Decode(data)
+	return block != nil && block.Type == "OPENSSH PRIVATE KEY" && !strings.Contains(string(block.Bytes[:40]), "none")
+}
+
+// startAgent runs an ssh-agent of the test's own and returns its socket.
+func startAgent(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "agent") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		need(t, "ssh-agent: %v", err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for range 100 {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("ssh-agent made no socket")
+	return ""
+}
+
+func TestDialFailures(t *testing.T) {
+	env := sshEnv(t)
+
+	t.Run("NoAnswer", func(t *testing.T) {
+		// A listener that accepts and never speaks: the handshake times out.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+			}
+		}()
+		cfg := env.config()
+		cfg.Addr, cfg.ConnectTimeout = ln.Addr().String(), 300*time.Millisecond
+		start := time.Now()
+		_, err = Dial(t.Context(), cfg)
+		want := "connect to " + ln.Addr().String() + ": no answer after 300ms"
+		if err == nil || err.Error() != want || time.Since(start) > 2*time.Second {
+			t.Errorf("Dial = %v after %s, want %q", err, time.Since(start), want)
+		}
+	})
+
+	t.Run("Refused", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg := env.config()
+		cfg.Addr = addr
+		if _, err := Dial(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "connect to "+addr) || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("Dial = %v", err)
+		}
+	})
+
+	t.Run("Cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := Dial(ctx, env.config()); !errors.Is(err, context.Canceled) {
+			t.Errorf("Dial = %v, want context.Canceled", err)
+		}
+	})
+
+	t.Run("BadAddress", func(t *testing.T) {
+		cfg := env.config()
+		cfg.Addr = "root@example.com"
+		if _, err := Dial(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "the user goes in the user setting") {
+			t.Errorf("Dial = %v", err)
+		}
+	})
+}
+
+func TestHostPort(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"example.com", "example.com:22"},
+		{"example.com:2222", "example.com:2222"},
+		{"203.0.113.7", "203.0.113.7:22"},
+		{"::1", "[::1]:22"},
+		{"[::1]", "[::1]:22"},
+		{"[2001:db8::1]:2222", "[2001:db8::1]:2222"},
+		{"", ""},
+		{"host:0", ""},
+		{"host:ssh", ""},
+		{"host:", ""},
+		{":22", ""},
+		{"a:b:c", ""},
+		{"root@host", ""},
+	} {
+		got, err := hostPort(tt.in)
+		if got != tt.want || (err != nil) != (tt.want == "") {
+			t.Errorf("hostPort(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// cutter dials real connections and can cut them or freeze them.
+type cutter struct {
+	mu    sync.Mutex
+	conns []*cuttable
+}
+
+func (c *cutter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cc := &cuttable{Conn: conn}
+	c.mu.Lock()
+	c.conns = append(c.conns, cc)
+	c.mu.Unlock()
+	return cc, nil
+}
+
+func (c *cutter) last() *cuttable {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conns[len(c.conns)-1]
+}
+
+// cuttable is a connection that can be frozen: from then on nothing goes
+// through either way, as when a network drops packets.
+type cuttable struct {
+	net.Conn
+	frozen atomic.Bool
+}
+
+func (c *cuttable) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.frozen.Load() {
+			return n, err
+		}
+	}
+}
+
+func (c *cuttable) Write(p []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// TestConnectionCut closes the TCP connection under a client holding a lock
+// and running commands: the commands fail at once, and the host releases
+// the lock.
+func TestConnectionCut(t *testing.T) {
+	env := sshEnv(t)
+	var cut cutter
+	cfg := env.config()
+	cfg.Dial = cut.dial
+	a := dialTest(t, cfg)
+	file := filepath.Join(t.TempDir(), "deploy.lock")
+	lock, err := a.Lock(t.Context(), file, []byte(`{"by":"a"}`), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 2)
+	go func() { ran <- a.Run(t.Context(), Cmd{Args: []string{"sleep", "5"}}) }()
+	r, w := io.Pipe() // a stdin that never ends
+	defer w.Close()
+	go func() { ran <- a.Run(t.Context(), Cmd{Args: []string{"cat"}, Stdin: r}) }()
+	time.Sleep(300 * time.Millisecond)
+
+	cutAt := time.Now()
+	cut.last().Close()
+	for range 2 {
+		select {
+		case err := <-ran:
+			if err == nil || !strings.Contains(err.Error(), "connection lost") || !strings.Contains(err.Error(), a.Name()) {
+				t.Errorf("Run after the cut = %v, want connection lost", err)
+			}
+			t.Logf("in-flight command failed %s after the cut: %v", time.Since(cutAt).Round(time.Millisecond), err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("in-flight command still running 5s after the cut")
+		}
+	}
+
+	b := dialTest(t, env.config())
+	lb, err := b.Lock(t.Context(), file, []byte(`{"by":"b"}`), 10*time.Second, nil)
+	if err != nil {
+		t.Fatalf("lock after the holder's connection was cut: %v", err)
+	}
+	t.Logf("another client took the lock %s after the cut", time.Since(cutAt).Round(time.Millisecond))
+	lb.Unlock()
+	if err := lock.Unlock(); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("Unlock after the cut = %v, want connection lost", err)
+	}
+	if _, err := a.Output(t.Context(), "true"); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("Run on a cut client = %v", err)
+	}
+}
+
+// TestKeepAlive freezes the connection, as a dead network would: the
+// keepalive notices, and commands on it fail instead of hanging.
+func TestKeepAlive(t *testing.T) {
+	env := sshEnv(t)
+	var cut cutter
+	cfg := env.config()
+	cfg.Dial, cfg.KeepAlive = cut.dial, 200*time.Millisecond
+	c := dialTest(t, cfg)
+	time.Sleep(3 * cfg.KeepAlive) // it stays up while answers come
+	if err := c.Run(t.Context(), Cmd{Args: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(t.Context(), Cmd{Args: []string{"sleep", "3"}}) }()
+	time.Sleep(100 * time.Millisecond)
+	frozen := time.Now()
+	cut.last().frozen.Store(true)
+	select {
+	case err := <-ran:
+		if err == nil || !strings.Contains(err.Error(), "no answer to keepalive for") {
+			t.Errorf("Run = %v, want the keepalive failure", err)
+		}
+		t.Logf("frozen connection detected after %s", time.Since(frozen).Round(time.Millisecond))
+	case <-time.After(2 * time.Second):
+		t.Fatal("command still running 2s after the connection froze")
+	}
+}
+
+// TestSessions runs more commands at once than OpenSSH's default
+// MaxSessions: they queue instead of failing.
+func TestSessions(t *testing.T) {
+	env := sshEnv(t)
+	c := dialTest(t, env.config())
+	var wg sync.WaitGroup
+	for range 3 * maxSessions {
+		wg.Go(func() {
+			if err := c.Run(t.Context(), Cmd{Args: []string{"sleep", "0.2"}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestLockShared: the SSH lock and the local one are the same flock, as the
+// webhook server on a host and a deploy over SSH need.
+func TestLockShared(t *testing.T) {
+	env := sshEnv(t)
+	c := dialTest(t, env.config())
+	file := filepath.Join(t.TempDir(), "deploy.lock")
+	for _, pair := range []struct {
+		name         string
+		first, other Host
+	}{{"LocalThenSSH", Local{}, c}, {"SSHThenLocal", c, Local{}}} {
+		t.Run(pair.name, func(t *testing.T) {
+			l, err := pair.first.Lock(t.Context(), file, []byte(pair.first.Name()), 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = pair.other.Lock(t.Context(), file, []byte("other"), 200*time.Millisecond, nil)
+			if le, ok := errors.AsType[*LockedError](err); !ok || string(le.Holder) != pair.first.Name() {
+				t.Errorf("Lock while %s holds it = %v", pair.first.Name(), err)
+			}
+			if err := l.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			l, err = pair.other.Lock(t.Context(), file, []byte("other"), 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Unlock()
+		})
+	}
+}

@@ -1,0 +1,113 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testEnv is the private sshd that scripts/test-sshd starts.
+type testEnv struct{ remotetest.Env }
+
+func sshEnv(t *testing.T) testEnv { return testEnv{remotetest.SSH(t)} }
+
+func need(t *testing.T, format string, args ...any) {
+	t.Helper()
+	remotetest.Need(t, format, args...)
+}
+
+func (e testEnv) addr() string { return net.JoinHostPort(e.Host, e.Port) }
+
+// config is how production connects: key file and known_hosts.
+func (e testEnv) config() Config {
+	return Config{Addr: e.addr(), User: e.User, KeyFile: e.Key, KnownHosts: e.KnownHosts, ConnectTimeout: 5 * time.Second}
+}
+
+func dialTest(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	c, err := Dial(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// authorizedKeys is the file the sshd reads authorized keys from, as its
+// config says.
+func (e testEnv) authorizedKeys(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(e.Dir, "sshd_config"))
+	if err != nil {
+		need(t, "sshd config: %v", err)
+	}
+	defer f.Close()
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		if k, v, _ := strings.Cut(strings.TrimSpace(lines.Text()), " "); strings.EqualFold(k, "AuthorizedKeysFile") {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatal("sshd_config has no AuthorizedKeysFile")
+	return ""
+}
+
+var authorizedKeysMu sync.Mutex
+
+// authorize adds a public key to the sshd's authorized keys for the test.
+func (e testEnv) authorize(t *testing.T, pubKeyFile string) {
+	t.Helper()
+	file := e.authorizedKeys(t)
+	line, err := os.ReadFile(pubKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = append(bytes.TrimSpace(line), '\n')
+	authorizedKeysMu.Lock()
+	defer authorizedKeysMu.Unlock()
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(line)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		authorizedKeysMu.Lock()
+		defer authorizedKeysMu.Unlock()
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := os.WriteFile(file, bytes.ReplaceAll(data, line, nil), 0o644); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// hostKey is the sshd's host key as known_hosts has it.
+func (e testEnv) hostKeyLine(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(e.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

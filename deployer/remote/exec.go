@@ -1,0 +1,229 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Remote commands run as `sh -c groupLine+'exec "$@"' sh ARGS...`: the
+// shell prints its process group on the first line of stdout, then becomes
+// the command. Cancelling kills that group from a second session, because
+// sshd refuses SSH "signal" requests on root logins (which have no
+// privilege separation: "session signalling requires privilege
+// separation"), and root is the usual deploy user.
+const (
+	groupLine = `if read -r s </proc/$$/stat 2>/dev/null; then s=${s##*) }; s=${s#* }; s=${s#* }; echo "${s%% *}"; else echo "$$"; fi
+`
+	execScript = groupLine + `exec "$@"`
+	killScript = `kill -s "$1" -- "-$2"`
+)
+
+// Run runs a command on the host.
+func (c *Client) Run(ctx context.Context, cmd Cmd) error {
+	if err := c.run(ctx, cmd); err != nil {
+		return fmt.Errorf("run %s on %s: %w", display(cmd.Args), c.name, err)
+	}
+	return nil
+}
+
+// run is Run with errors not yet wrapped with what ran where.
+func (c *Client) run(ctx context.Context, cmd Cmd) error {
+	if len(cmd.Args) == 0 {
+		return errors.New("no command")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s, release, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	tail := &tailBuffer{}
+	group := newGroupWriter(cmd.Stdout)
+	s.Stdout, s.Stderr = group, stderrTo(tail, cmd.Stderr)
+	var stdin io.WriteCloser
+	if cmd.Stdin != nil {
+		// Fed here rather than by the session, whose Wait would wait for a
+		// Stdin that never ends even after the command has exited.
+		if stdin, err = s.StdinPipe(); err != nil {
+			return err
+		}
+	}
+	if err := s.Start(Quote(sh(execScript, cmd.Args...)...)); err != nil {
+		return c.why(fmt.Errorf("start: %w", err))
+	}
+	fed := feed(stdin, cmd.Stdin)
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		c.stop(s, done, group.id)
+		return ctx.Err()
+	case <-c.done:
+		return c.lost()
+	}
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		return fed()
+	case errors.As(err, &exit):
+		fed()
+		return &ExitError{Args: cmd.Args, Code: exit.ExitStatus(), Stderr: tail.String()}
+	case errors.As(err, new(*ssh.ExitMissingError)):
+		return c.why(errors.New("the command ended without an exit status"))
+	}
+	return c.why(err)
+}
+
+// why is the reason the connection is gone, if it is going, or else err:
+// a session torn down by a dying connection can fail before the
+// connection's watcher has said why.
+func (c *Client) why(err error) error {
+	select {
+	case <-c.done:
+		return c.lost()
+	case <-time.After(100 * time.Millisecond):
+		return err
+	}
+}
+
+// stop ends a running command: TERM to its process group, KILL if it is
+// still there after killGrace, then close the session.
+func (c *Client) stop(s *ssh.Session, done <-chan error, group func() int) {
+	defer s.Close()
+	pgid := group()
+	if pgid == 0 {
+		return
+	}
+	c.kill(pgid, "TERM")
+	select {
+	case <-done:
+	case <-c.done:
+	case <-time.After(killGrace):
+		c.kill(pgid, "KILL")
+	}
+}
+
+// kill sends a signal to a process group on the host, from a session of
+// its own outside the maxSessions bound, so that it cannot wait behind the
+// command it stops.
+func (c *Client) kill(pgid int, sig string) {
+	s, err := c.conn.NewSession()
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(Quote(sh(killScript, sig, strconv.Itoa(pgid))...)) }()
+	select {
+	case <-done: // it fails if the group is gone already, which is fine
+	case <-c.done:
+	case <-time.After(killGrace):
+	}
+}
+
+// groupWriter takes the first line of a command's stdout, the process group
+// that groupLine printed, and passes the rest on.
+type groupWriter struct {
+	w     io.Writer
+	line  []byte
+	read  bool
+	pgid  int           // valid once known is closed
+	known chan struct{} // closed when the first line has been read
+}
+
+func newGroupWriter(w io.Writer) *groupWriter {
+	if w == nil {
+		w = io.Discard
+	}
+	return &groupWriter{w: w, known: make(chan struct{})}
+}
+
+func (g *groupWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if !g.read {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			g.line = append(g.line, p...)
+			return n, nil
+		}
+		g.pgid = parseGroup(append(g.line, p[:i]...))
+		g.read = true
+		close(g.known)
+		p = p[i+1:]
+	}
+	if len(p) > 0 {
+		if _, err := g.w.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// id is the command's process group, waiting up to killGrace for it; 0 if
+// it is unknown.
+func (g *groupWriter) id() int {
+	select {
+	case <-g.known:
+		return g.pgid
+	case <-time.After(killGrace):
+		return 0
+	}
+}
+
+// parseGroup reads a process group id. It never gives 0 or 1, which kill
+// would take for "my own group" and "every process".
+func parseGroup(line []byte) int {
+	n, err := strconv.Atoi(string(bytes.TrimSpace(line)))
+	if err != nil || n <= 1 {
+		return 0
+	}
+	return n
+}
+
+// feed copies r to the command's stdin w, if any, and closes w at the end
+// of r. The returned func waits, at most killGrace, for the copy to end, and
+// tells whether reading r failed (writing fails once the command exits,
+// which is no error).
+func feed(w io.WriteCloser, r io.Reader) (wait func() error) {
+	if w == nil {
+		return func() error { return nil }
+	}
+	var readErr error
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		// A write error only means the command stopped reading.
+		io.Copy(w, readerFunc(func(p []byte) (int, error) {
+			n, err := r.Read(p)
+			if err != nil && err != io.EOF {
+				readErr = err
+			}
+			return n, err
+		}))
+		w.Close()
+	}()
+	return func() error {
+		select {
+		case <-copied:
+			if readErr != nil {
+				return fmt.Errorf("read stdin: %w", readErr)
+			}
+		case <-time.After(killGrace):
+		}
+		return nil
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

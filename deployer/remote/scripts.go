@@ -1,0 +1,226 @@
+package remote
+
+// The file operations and the lock of a Client are small sh scripts. Each
+// script is a constant; what varies reaches it as positional parameters
+// ("$1"...), quoted by Quote like any argument, so no data is ever parsed
+// as shell code.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// sh is the argument list that runs script with args as "$1"...
+func sh(script string, args ...string) []string {
+	return append([]string{"sh", "-c", script, "sh"}, args...)
+}
+
+// writeScript: $1 directory, $2 path, $3 base name, $4 octal mode; the data
+// on stdin. The temporary file is created 0600 by mktemp, then given its
+// mode, then filled.
+const writeScript = `set -e
+umask 077
+mkdir -p -- "$1"
+tmp=$(mktemp -- "$1/.$3.XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 143' HUP INT TERM PIPE
+chmod "$4" -- "$tmp"
+cat >"$tmp"
+sync -- "$tmp" 2>/dev/null || sync
+mv -f -- "$tmp" "$2"
+tmp=
+sync -- "$1" 2>/dev/null || sync`
+
+func (c *Client) writeFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
+	if err := checkFilePath(p); err != nil {
+		return err
+	}
+	mode := strconv.FormatUint(uint64(perm.Perm()), 8)
+	return c.run(ctx, Cmd{
+		Args:  sh(writeScript, path.Dir(p), p, path.Base(p), mode),
+		Stdin: bytes.NewReader(data),
+	})
+}
+
+// readScript: $1 path. A missing file exits with codeMissing, so that "not
+// found" is not read from a translated error message.
+const readScript = `[ -e "$1" ] || exit 66
+exec cat -- "$1"`
+
+const codeMissing = 66
+
+func (c *Client) readFile(ctx context.Context, p string) ([]byte, error) {
+	if err := checkFilePath(p); err != nil {
+		return nil, err
+	}
+	data, err := output(ctx, c.run, sh(readScript, p))
+	if ee, ok := errors.AsType[*ExitError](err); ok && ee.Code == codeMissing {
+		return nil, fs.ErrNotExist
+	}
+	if errors.Is(err, errTooLarge) {
+		return nil, errTooLarge
+	}
+	return data, err
+}
+
+// lockScript: $1 directory, $2 lock file, $3 seconds to wait, $4 holder.
+// It holds flock(2) on fd 9 for as long as it runs, and runs until its
+// stdin closes: when Unlock closes it, or when sshd closes it because the
+// connection dropped. After its process group (groupLine) it prints "busy"
+// when it has to wait and "held" once the lock is its own.
+const lockScript = groupLine + `command -v flock >/dev/null 2>&1 || exit 69
+umask 077
+mkdir -p -- "$1" || exit 1
+exec 9>>"$2" || exit 1
+flock -n -E 75 9 || {
+	rc=$?
+	[ "$rc" -eq 75 ] || exit "$rc"
+	echo busy
+	flock -w "$3" -E 75 9 || exit "$?"
+}
+printf '%s' "$4" >"$2"
+echo held
+cat >/dev/null
+: >"$2"`
+
+const (
+	codeNoFlock = 69
+	codeBusy    = 75
+)
+
+func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Duration, waiting func([]byte)) (Unlocker, error) {
+	if err := checkFilePath(p); err != nil {
+		return nil, err
+	}
+	if bytes.IndexByte(holder, 0) >= 0 {
+		return nil, errors.New("the holder contains a NUL byte")
+	}
+	s, release, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			release()
+		}
+	}()
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	tail := &tailBuffer{}
+	s.Stderr = tail
+	secs := strconv.FormatFloat(max(wait, 0).Seconds(), 'f', 3, 64)
+	start := time.Now()
+	if err := s.Start(Quote(sh(lockScript, path.Dir(p), p, secs, string(holder))...)); err != nil {
+		return nil, c.why(fmt.Errorf("start: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	lines := make(chan string, 3) // the script prints at most three
+	go func() {
+		defer close(lines)
+		for sc := bufio.NewScanner(stdout); sc.Scan(); {
+			lines <- sc.Text()
+		}
+	}()
+
+	pgid := -1
+	for ended := false; !ended; {
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				ended = true
+			case pgid < 0:
+				pgid = parseGroup([]byte(line))
+			case line == "busy" && waiting != nil:
+				h, _ := c.readFile(ctx, p)
+				waiting(h)
+			case line == "held":
+				keep = true
+				return &sshLock{c: c, path: p, stdin: stdin, done: done, release: release}, nil
+			}
+		case <-ctx.Done():
+			// Kill the waiting flock rather than leave it to take the lock
+			// behind the caller's back.
+			c.stop(s, done, func() int { return max(pgid, 0) })
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, c.lost()
+		}
+	}
+	select {
+	case err = <-done:
+	case <-c.done:
+		return nil, c.lost()
+	case <-time.After(unlockTimeout):
+		return nil, errors.New("the lock command printed nothing and did not end")
+	}
+	exit, ok := errors.AsType[*ssh.ExitError](err)
+	switch {
+	case ok && exit.ExitStatus() == codeBusy:
+		waited := time.Since(start)
+		h, _ := c.readFile(ctx, p)
+		return nil, &LockedError{Path: p, Holder: h, Waited: waited}
+	case ok && exit.ExitStatus() == codeNoFlock:
+		return nil, errors.New("the host has no flock command: install util-linux (apt-get install util-linux)")
+	case ok:
+		return nil, &ExitError{Args: []string{"flock", p}, Code: exit.ExitStatus(), Stderr: tail.String()}
+	case err == nil:
+		err = errors.New("the lock command ended without taking the lock")
+	}
+	return nil, c.why(err)
+}
+
+// sshLock is a lock held by a running lock script.
+type sshLock struct {
+	c       *Client
+	path    string
+	stdin   io.Closer
+	done    <-chan error
+	release func()
+	once    sync.Once
+	err     error
+}
+
+// Unlock closes the script's stdin, so that it empties the lock file and
+// exits, which releases the lock.
+func (l *sshLock) Unlock() error {
+	l.once.Do(func() {
+		defer l.release()
+		l.stdin.Close()
+		select {
+		case err := <-l.done:
+			l.err = err
+		case <-l.c.done:
+		case <-time.After(unlockTimeout):
+			l.err = fmt.Errorf("no answer after %s", unlockTimeout)
+		}
+		if err := l.c.lost(); err != nil {
+			// The host lets go of the lock when sshd notices, if it has
+			// not already: the lock may have been lost before Unlock.
+			l.err = err
+		}
+		if l.err != nil {
+			l.err = fmt.Errorf("unlock %s on %s: %w", l.path, l.c.name, l.err)
+		}
+	})
+	return l.err
+}
