@@ -1,0 +1,341 @@
+package health_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/deployer/compose"
+	"github.com/semalink/deploy-action/deployer/compose/composetest"
+	"github.com/semalink/deploy-action/deployer/health"
+)
+
+var _ health.Engine = (*client.Client)(nil)
+
+func TestMain(m *testing.M) { composetest.Main(m) }
+
+// engine returns a client of the local Engine, negotiating the API version
+// (Engine 20.10 speaks 1.41).
+func engine(t testing.TB) *client.Client {
+	t.Helper()
+	composetest.Need(t)
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// deploy starts a Watch, runs compose up, and waits.
+func deploy(t testing.TB, ctx context.Context, eng health.Engine, c compose.CLI, services []health.Service, o health.Options) ([]health.Result, error) {
+	t.Helper()
+	w, err := health.Start(ctx, eng, c.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := c.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return w.Wait(ctx, services, o)
+}
+
+// The test image's HEALTHCHECK probes every 500ms, three failures in a row
+// are unhealthy.
+const healthyProject = `
+services:
+  api:
+    image: ${IMAGE}
+  web:
+    image: ${IMAGE}
+    scale: 2
+    healthcheck:
+      test: ["CMD", "/api", "probe", "http://127.0.0.1:3000/health"]
+      interval: 300ms
+      retries: 2
+  worker:
+    image: ${IMAGE}
+    healthcheck:
+      disable: true
+`
+
+func TestHealthy(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, healthyProject)
+	ready := map[string]time.Duration{}
+	start := time.Now()
+	results, err := deploy(t, t.Context(), eng, c, []health.Service{
+		{Name: "api"}, // the image's healthcheck, which the caller may not know of
+		{Name: "web", Healthcheck: true, Replicas: 2},
+		{Name: "worker", Healthcheck: false},
+	}, health.Options{Settle: time.Second, OnReady: func(r health.Result) { ready[r.Service] = time.Since(start) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("all ready in %s: %+v", time.Since(start).Round(time.Millisecond), results)
+	want := map[string]string{"api": "healthy", "web": "healthy", "worker": "running for 1s"}
+	for _, r := range results {
+		if !r.Healthy || r.Reason != want[r.Service] {
+			t.Errorf("%s: healthy %v, reason %q, want %q", r.Service, r.Healthy, r.Reason, want[r.Service])
+		}
+	}
+	if len(ready) != 3 {
+		t.Errorf("OnReady for %v, want api, web and worker", ready)
+	}
+	if ready["worker"] < time.Second {
+		t.Errorf("worker ready %s after up began, before it can have run for Settle", ready["worker"])
+	}
+}
+
+func TestUnhealthy(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, `
+services:
+  api:
+    image: ${IMAGE}
+    environment:
+      FAIL_HEALTH: "1"
+`)
+	start := time.Now()
+	_, err := deploy(t, t.Context(), eng, c, []health.Service{{Name: "api", Healthcheck: true}}, health.Options{Timeout: time.Minute})
+	took := time.Since(start)
+	var ue *health.UnhealthyError
+	if !errors.As(err, &ue) {
+		t.Fatalf("error %T %v, want *health.UnhealthyError", err, err)
+	}
+	t.Logf("after %s: %v; logs %q", took.Round(time.Millisecond), err, ue.Logs)
+	if ue.TimedOut || !strings.HasPrefix(err.Error(), "api unhealthy: last check said: api: http://127.0.0.1:3000/health answered 503") {
+		t.Errorf("error %q", err)
+	}
+	if !slices.ContainsFunc(ue.Logs, func(l string) bool { return strings.Contains(l, "listening on :3000") }) {
+		t.Errorf("logs %q do not show the container's output", ue.Logs)
+	}
+	if took > 20*time.Second {
+		t.Errorf("took %s to see three failed checks 500ms apart", took)
+	}
+}
+
+func TestCrash(t *testing.T) {
+	eng := engine(t)
+	services := map[string]string{
+		// Failing checks, so that it cannot turn healthy before the crash.
+		"api": `
+    environment:
+      CRASH_AFTER: 1s
+      FAIL_HEALTH: "1"`,
+		"worker": `
+    healthcheck:
+      disable: true
+    environment:
+      CRASH_AFTER: 1s`,
+	}
+	for _, policy := range []string{"no", "unless-stopped"} {
+		for _, svc := range []string{"api", "worker"} {
+			t.Run(svc+" restart "+policy, func(t *testing.T) {
+				c := composetest.Project(t, "services:\n  "+svc+":\n    image: ${IMAGE}\n    restart: "+policy+services[svc]+"\n")
+				start := time.Now()
+				_, err := deploy(t, t.Context(), eng, c, []health.Service{{Name: svc}}, health.Options{Timeout: time.Minute, Settle: 30 * time.Second})
+				took := time.Since(start)
+				var ue *health.UnhealthyError
+				if !errors.As(err, &ue) {
+					t.Fatalf("error %T %v, want *health.UnhealthyError", err, err)
+				}
+				t.Logf("after %s: %v; logs %q", took.Round(time.Millisecond), err, ue.Logs)
+				if err.Error() != svc+" exited with code 1" {
+					t.Errorf("error %q", err)
+				}
+				if !slices.ContainsFunc(ue.Logs, func(l string) bool { return strings.Contains(l, "crashing on purpose") }) {
+					t.Errorf("logs %q do not say why", ue.Logs)
+				}
+				if took > 10*time.Second {
+					t.Errorf("a crash after 1s took %s to fail the wait", took)
+				}
+			})
+		}
+	}
+}
+
+func TestNoopUpIsQuick(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, healthyProject)
+	services := []health.Service{{Name: "api"}, {Name: "web", Replicas: 2}, {Name: "worker"}}
+	o := health.Options{Settle: time.Second}
+	if _, err := deploy(t, t.Context(), eng, c, services, o); err != nil {
+		t.Fatal(err)
+	}
+	before := containerIDs(t, eng, c.Project)
+
+	start := time.Now()
+	results, err := deploy(t, t.Context(), eng, c, services, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("no-op up and wait: %s", took.Round(time.Millisecond))
+	if after := containerIDs(t, eng, c.Project); !slices.Equal(before, after) {
+		t.Fatalf("compose recreated containers: %q, then %q", before, after)
+	}
+	for _, r := range results {
+		if !r.Healthy || r.Took > 500*time.Millisecond {
+			t.Errorf("%s: healthy %v after %s, want at once", r.Service, r.Healthy, r.Took)
+		}
+	}
+}
+
+func TestTimeoutAndCancel(t *testing.T) {
+	eng := engine(t)
+	// Failing checks that never reach their retries: starting for ever.
+	c := composetest.Project(t, `
+services:
+  api:
+    image: ${IMAGE}
+    environment:
+      FAIL_HEALTH: "1"
+    healthcheck:
+      test: ["CMD", "/api", "probe", "http://127.0.0.1:3000/health"]
+      interval: 300ms
+      retries: 10000
+`)
+	services := []health.Service{{Name: "api", Healthcheck: true}}
+
+	t.Run("timeout", func(t *testing.T) {
+		start := time.Now()
+		_, err := deploy(t, t.Context(), eng, c, services, health.Options{Timeout: 2 * time.Second})
+		var ue *health.UnhealthyError
+		if !errors.As(err, &ue) || !ue.TimedOut {
+			t.Fatalf("error %T %v, want a timed-out *health.UnhealthyError", err, err)
+		}
+		t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		if !strings.HasPrefix(err.Error(), "api not healthy after 2s: last check said: api: http://127.0.0.1:3000/health answered 503") {
+			t.Errorf("error %q", err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			t.Errorf("a timeout reads as a cancellation: %v", err)
+		}
+		if len(ue.Logs) == 0 {
+			t.Error("no logs")
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		_, err := deploy(t, ctx, eng, c, services, health.Options{Timeout: time.Minute})
+		if !errors.Is(err, context.Canceled) || errors.As(err, new(*health.UnhealthyError)) {
+			t.Fatalf("error %T %v, want context.Canceled and no UnhealthyError", err, err)
+		}
+		if err.Error() != "wait for health: context canceled" {
+			t.Errorf("error %q", err)
+		}
+	})
+}
+
+func TestMissingService(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, healthyProject)
+	results, err := deploy(t, t.Context(), eng, c, []health.Service{{Name: "worker"}, {Name: "nosuch"}},
+		health.Options{Timeout: time.Second, Settle: 200 * time.Millisecond})
+	if err == nil || err.Error() != "nosuch not healthy after 1s: it has no container in project "+c.Project {
+		t.Errorf("error %v", err)
+	}
+	if len(results) != 2 || !results[0].Healthy || results[1].Healthy {
+		t.Errorf("results %+v, want worker ready and nosuch not", results)
+	}
+}
+
+func containerIDs(t *testing.T, eng *client.Client, project string) []string {
+	t.Helper()
+	list, err := eng.ContainerList(t.Context(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// readyLatency deploys a new container of a healthchecked service and
+// measures how long after the Engine's health_status event (its own
+// timestamp) OnReady ran.
+func readyLatency(t testing.TB, eng *client.Client, c compose.CLI, generation string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+c.Project), filters.Arg("event", "health_status"))
+	msgs, errs := eng.Events(ctx, events.ListOptions{Filters: f})
+
+	var (
+		mu      sync.Mutex
+		readyAt time.Time
+	)
+	t.Setenv("GENERATION", generation) // a changed environment: compose recreates api
+	_, err := deploy(t, ctx, eng, c, []health.Service{{Name: "api", Healthcheck: true}}, health.Options{
+		OnReady: func(health.Result) { mu.Lock(); readyAt = time.Now(); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case m := <-msgs:
+			if m.Action == events.ActionHealthStatusHealthy {
+				mu.Lock()
+				defer mu.Unlock()
+				return readyAt.Sub(time.Unix(0, m.TimeNano))
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no healthy event")
+		}
+	}
+}
+
+const latencyProject = `
+services:
+  api:
+    image: ${IMAGE}
+    environment:
+      GENERATION: ${GENERATION:-0}
+`
+
+// TestReadyLatency reports how soon after the Engine's health event a
+// service is seen ready (target: within 100ms). It only fails far above
+// the target, where a poll rather than the event would be at work.
+func TestReadyLatency(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, latencyProject)
+	var all []time.Duration
+	for i := range 5 {
+		all = append(all, readyLatency(t, eng, c, string(rune('a'+i))))
+	}
+	slices.Sort(all)
+	t.Logf("health event to OnReady: median %s, max %s (%v)", all[len(all)/2], all[len(all)-1], all)
+	if all[len(all)/2] > time.Second {
+		t.Errorf("median %s: not acting on the event", all[len(all)/2])
+	}
+}
+
+// BenchmarkReadyLatency reports the same figure as ms-event-to-ready.
+func BenchmarkReadyLatency(b *testing.B) {
+	eng := engine(b)
+	c := composetest.Project(b, latencyProject)
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		total += readyLatency(b, eng, c, "gen"+string(rune('a'+i%26))+time.Now().Format("150405.000"))
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-event-to-ready")
+}
