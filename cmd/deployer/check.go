@@ -14,6 +14,7 @@ import (
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/checks/report"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 type checkOptions struct {
@@ -51,21 +52,30 @@ Every rule and its fix: docs/checks.md.`,
 			return runCheck(cmd, o)
 		},
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.format, "format", defaultFormat(), "output format: "+strings.Join(report.Formats, ", "))
+	cmd.Flags().BoolVar(&o.listRules, "list-rules", false, "list the rules and exit")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(report.Formats, cobra.ShellCompDirectiveNoFileComp))
+	registerCheckCompletions(cmd)
+	return cmd
+}
+
+// addFlags declares the flags that load and check a project; deploy takes
+// them too.
+func (o *checkOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.files, "file", "f", nil, "Compose file (repeat to merge, as docker compose -f)")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "environment file for interpolation (default: .env next to the project)")
 	f.StringArrayVar(&o.profiles, "profile", nil, "enable a Compose profile")
 	f.StringVar(&o.workingDir, "project-directory", "", "directory relative paths are resolved from (default: the first file's)")
-	f.StringVar(&o.format, "format", defaultFormat(), "output format: "+strings.Join(report.Formats, ", "))
 	f.BoolVar(&o.strict, "strict", false, "fail on warnings too")
 	f.StringVar(&o.cloudflareSSL, "cloudflare-ssl", "", "Cloudflare SSL mode in front of the host: "+strings.Join(project.CloudflareSSLModes, ", "))
 	f.StringVar(&o.hostMemory, "host-memory", "", "memory of the target host, e.g. 4g, to check limits against")
 	f.StringVar(&o.environment, "environment", "", "target environment: "+strings.Join(project.Environments, ", "))
-	f.BoolVar(&o.listRules, "list-rules", false, "list the rules and exit")
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(report.Formats, cobra.ShellCompDirectiveNoFileComp))
+}
+
+func registerCheckCompletions(cmd *cobra.Command) {
 	_ = cmd.RegisterFlagCompletionFunc("cloudflare-ssl", cobra.FixedCompletions(project.CloudflareSSLModes, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("environment", cobra.FixedCompletions(project.Environments, cobra.ShellCompDirectiveNoFileComp))
-	return cmd
 }
 
 // defaultFormat is github inside GitHub Actions, so findings become

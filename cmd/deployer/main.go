@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -19,6 +20,7 @@ const (
 	exitOK       = 0
 	exitFindings = 1 // check: findings at the failing level
 	exitConfig   = 2 // the configuration could not be loaded, or the command line is wrong
+	exitFailed   = 3 // deploy: it failed on the host (migration, health, lock); the previous release serves
 )
 
 func main() {
@@ -62,4 +64,13 @@ func exitCode(w io.Writer, err error) int {
 	}
 	fmt.Fprintf(w, "deployer: %v\n", err)
 	return exitConfig
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

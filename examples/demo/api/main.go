@@ -4,11 +4,13 @@
 // on purpose:
 //
 //	FAIL_MIGRATION=1  migrate exits 1
+//	MIGRATE_SLEEP=5s  migrate takes that long first
 //	FAIL_HEALTH=1     /health answers 503
 //	CRASH_AFTER=5s    serve exits 1 after that long
 //
 // It is built into a FROM scratch image, which has no shell or wget, so it
-// also carries its own healthcheck probe: `api probe URL`.
+// also carries its own healthcheck probe: `api probe URL`, or the binary
+// named probe (`probe URL`), as the demo's Caddy image carries it.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -30,7 +33,10 @@ var release = "dev"
 func main() {
 	args := os.Args[1:]
 	cmd := "serve"
-	if len(args) > 0 {
+	switch {
+	case filepath.Base(os.Args[0]) == "probe":
+		cmd = "probe" // copied into other images as /usr/bin/probe
+	case len(args) > 0:
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -96,6 +102,9 @@ func serve() error {
 
 func migrate() error {
 	fmt.Printf("migrate %s: applying migrations\n", version())
+	if d, err := time.ParseDuration(os.Getenv("MIGRATE_SLEEP")); err == nil && d > 0 {
+		time.Sleep(d)
+	}
 	if os.Getenv("FAIL_MIGRATION") == "1" {
 		return errors.New("migration 0002_add_orders failed on purpose (FAIL_MIGRATION)")
 	}

@@ -1,0 +1,562 @@
+package deployer
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/deployer/compose"
+	"github.com/semalink/deploy-action/deployer/health"
+	"github.com/semalink/deploy-action/deployer/remote"
+)
+
+// Step timeouts that are not the user's to set.
+const (
+	buildTimeout  = 30 * time.Minute
+	uploadTimeout = 5 * time.Minute
+	upTimeout     = 5 * time.Minute
+)
+
+// Run deploys the plan to each host in turn, stopping at the first
+// failure: a host that does not turn healthy is rolled back and the hosts
+// after it are not touched.
+func Run(ctx context.Context, plan *Plan, rep Reporter) error {
+	p := plan.withDefaults()
+	if err := p.validate(); err != nil {
+		return err
+	}
+	rep = redact(rep, p.Secrets)
+	if err := preflight(p, rep, p.Checks); err != nil {
+		return err
+	}
+	return eachHost(ctx, p, rep, func(h remote.Host) error { return deployTo(ctx, p, h, rep) })
+}
+
+// eachHost connects to the plan's hosts one at a time (or uses this
+// machine) and calls fn, stopping at the first error.
+func eachHost(ctx context.Context, p *Plan, rep Reporter, fn func(remote.Host) error) error {
+	if p.Local {
+		return fn(remote.Local{})
+	}
+	for _, cfg := range p.Hosts {
+		done := rep.Step("connect to " + cfg.Addr)
+		h, err := remote.Dial(ctx, cfg)
+		done(err)
+		if err != nil {
+			return err
+		}
+		err = fn(h)
+		h.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.Name(), err)
+		}
+	}
+	return nil
+}
+
+// CheckFailed is a deploy stopped by preflight findings.
+type CheckFailed struct{ Findings []checks.Finding }
+
+func (e *CheckFailed) Error() string {
+	var msgs []string
+	for _, f := range e.Findings {
+		msgs = append(msgs, fmt.Sprintf("%s: %s [%s]\n  fix: %s", f.Pos, f.Message, f.Rule, f.Fix))
+	}
+	return fmt.Sprintf("preflight checks failed; nothing on the host changed:\n%s", strings.Join(msgs, "\n"))
+}
+
+// preflight runs the checks; findings at the failing level stop the deploy
+// before anything changes.
+func preflight(p *Plan, rep Reporter, opts checks.Options) error {
+	done := rep.Step("preflight checks")
+	var failing []checks.Finding
+	for _, f := range checks.Run(p.Project, opts) {
+		if f.Suppressed != nil {
+			continue
+		}
+		switch {
+		case f.Severity == checks.Error || (p.Strict && f.Severity == checks.Warning):
+			failing = append(failing, f)
+		case f.Severity == checks.Warning:
+			rep.Warnf("%s: %s [%s]", f.Pos, f.Message, f.Rule)
+		}
+	}
+	if len(failing) > 0 {
+		err := &CheckFailed{Findings: failing}
+		done(fmt.Errorf("%d finding(s) at the failing level", len(failing)))
+		return err
+	}
+	done(nil)
+	return nil
+}
+
+// target is one host during one deploy.
+type target struct {
+	plan    *Plan
+	host    remote.Host
+	docker  *client.Client
+	compose compose.CLI // without files: each release brings its own
+	rep     Reporter
+}
+
+func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
+
+func (t *target) cli(id string) compose.CLI {
+	c := t.compose
+	c.Dir = t.releaseDir(id)
+	c.Files = []string{path.Join(c.Dir, "compose.yaml")}
+	return c
+}
+
+func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
+	t, info, err := inspect(ctx, p, h, rep)
+	if err != nil {
+		return err
+	}
+	defer t.docker.Close()
+	// With the host's memory known, the limits can be checked against it.
+	if p.Checks.HostMemory == 0 && info.MemTotal > 0 {
+		opts := p.Checks
+		opts.HostMemory = info.MemTotal
+		if err := preflight(p, rep, opts); err != nil {
+			return err
+		}
+	}
+	unlock, err := t.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	prev, err := t.current(ctx)
+	if err != nil {
+		return err
+	}
+	if p.DryRun {
+		rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
+		return nil
+	}
+
+	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
+	rep.Printf("release %s", rel.ID)
+
+	done := rep.Step("images")
+	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	rel.Images, err = pinImages(bctx, t.docker, p.Project.Compose, p.Name, rel.ID, rep)
+	cancel()
+	done(err)
+	if err != nil {
+		return err
+	}
+
+	done = rep.Step("upload release")
+	err = t.upload(ctx, rel)
+	done(err)
+	if err != nil {
+		return err
+	}
+
+	if p.Migrate != "" {
+		done = rep.Step("migrate (" + p.Migrate + ")")
+		err = t.migrate(ctx, rel)
+		done(err)
+		if err != nil {
+			t.finish(ctx, rel, StatusFailed, err)
+			return fmt.Errorf("%w; the running version was left as it was", err)
+		}
+	}
+
+	done = rep.Step("start " + rel.ID)
+	err = t.upAndWait(ctx, rel.ID)
+	done(err)
+	if err != nil {
+		return t.rollback(ctx, rel, prev, err)
+	}
+
+	done = rep.Step("commit")
+	err = t.commit(ctx, rel, prev)
+	done(err)
+	return err
+}
+
+// inspect connects the Engine API and compose on the host and reads the
+// host's facts.
+func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target, system.Info, error) {
+	done := rep.Step("inspect " + h.Name())
+	t, info, err := func() (*target, system.Info, error) {
+		docker, err := h.Docker(ctx)
+		if err != nil {
+			return nil, system.Info{}, err
+		}
+		info, err := docker.Info(ctx)
+		if err != nil {
+			docker.Close()
+			return nil, info, fmt.Errorf("docker info: %w", err)
+		}
+		command, version, warning, err := compose.Detect(ctx, h)
+		if err != nil {
+			docker.Close()
+			return nil, info, err
+		}
+		if warning != "" {
+			rep.Warnf("%s", warning)
+		}
+		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesHuman(info.MemTotal), info.Driver)
+		t := &target{plan: p, host: h, docker: docker, rep: rep,
+			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}
+		return t, info, nil
+	}()
+	done(err)
+	return t, info, err
+}
+
+// lock takes the project's deploy lock on the host, waiting for another
+// deploy up to the plan's lock timeout.
+func (t *target) lock(ctx context.Context) (func(), error) {
+	p, rep := t.plan, t.rep
+	done := rep.Step("lock")
+	holder, _ := json.Marshal(map[string]any{"host": hostname(), "trigger": p.Trigger, "commit": p.Commit, "since": p.Now().UTC()})
+	lock, err := t.host.Lock(ctx, path.Join(p.projectDir(), "deploy.lock"), holder, p.LockTimeout, func(by []byte) {
+		rep.Printf("another deploy holds the lock: %s; waiting up to %s", describeHolder(by), p.LockTimeout)
+	})
+	done(err)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.markInterrupted(ctx); err != nil {
+		rep.Warnf("%v", err)
+	}
+	return func() {
+		if err := lock.Unlock(); err != nil {
+			rep.Warnf("release the deploy lock: %v", err)
+		}
+	}, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func describeHolder(b []byte) string {
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil || len(m) == 0 {
+		return "unknown holder"
+	}
+	var parts []string
+	for _, k := range []string{"release", "trigger", "commit", "host", "since"} {
+		if v, ok := m[k]; ok && fmt.Sprint(v) != "" {
+			parts = append(parts, fmt.Sprintf("%s %v", k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// current returns the live release's ID, "" on a first deploy.
+func (t *target) current(ctx context.Context) (string, error) {
+	out, err := t.host.Output(ctx, "readlink", path.Join(t.plan.projectDir(), "current"))
+	if err != nil {
+		var ee *remote.ExitError
+		if errors.As(err, &ee) {
+			return "", nil // no such link yet
+		}
+		return "", fmt.Errorf("read the live release: %w", err)
+	}
+	return path.Base(strings.TrimSpace(string(out))), nil
+}
+
+// upload writes the release: compose.yaml and .env in its directory (both
+// 0600: they hold the resolved environment), the bind-mounted files of the
+// project (0644: a container's own user reads them) under files/, and
+// release.json.
+func (t *target) upload(ctx context.Context, rel *Release) error {
+	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
+	defer cancel()
+	b, err := render(t.plan.Project.Compose, t.plan.projectDir(), rel.Images, t.plan.Migrate)
+	if err != nil {
+		return err
+	}
+	rel.Secrets = secretHashes(t.plan.Project.Compose)
+	rel.Services = t.healthServices(ctx, rel.Images)
+	for _, name := range slices.Sorted(mapsKeys(b.files)) {
+		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
+		if err := t.host.WriteFile(ctx, path.Join(t.plan.projectDir(), name), b.files[name], 0o644); err != nil {
+			return fmt.Errorf("upload %s: %w", name, err)
+		}
+	}
+	dir := t.releaseDir(rel.ID)
+	for name, data := range map[string][]byte{"compose.yaml": b.compose, ".env": dotenv(t.plan.Env)} {
+		if err := t.host.WriteFile(ctx, path.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("upload %s: %w", name, err)
+		}
+	}
+	return t.writeRelease(ctx, rel)
+}
+
+func appendUnique(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+func (t *target) writeRelease(ctx context.Context, rel *Release) error {
+	if err := t.host.WriteFile(ctx, path.Join(t.releaseDir(rel.ID), "release.json"), rel.marshal(), 0o600); err != nil {
+		return fmt.Errorf("write release.json: %w", err)
+	}
+	return nil
+}
+
+// migrate runs the migration service once with the new images. Its output
+// streams to the reporter; a failure or a timeout is the gate closing.
+func (t *target) migrate(ctx context.Context, rel *Release) error {
+	ctx, cancel := context.WithTimeout(ctx, t.plan.MigrateTimeout)
+	defer cancel()
+	out := t.rep.Output()
+	err := t.cli(rel.ID).RunOnce(ctx, t.plan.Migrate, out, out)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("migration %s did not finish in %s", t.plan.Migrate, t.plan.MigrateTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("migration %s failed: %w", t.plan.Migrate, err)
+	}
+	return nil
+}
+
+// upAndWait starts a release and waits until every long-running service is
+// healthy (or, without a healthcheck, stays up).
+func (t *target) upAndWait(ctx context.Context, id string) error {
+	w, err := health.Start(ctx, t.docker, t.plan.Name)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	upStart := time.Now()
+	upCtx, cancel := context.WithTimeout(ctx, upTimeout)
+	err = t.cli(id).Up(upCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	rel, err := t.readRelease(ctx, id)
+	if err != nil {
+		return err
+	}
+	var services []health.Service
+	for _, s := range rel.Services {
+		services = append(services, health.Service{Name: s.Name, Healthcheck: s.Healthcheck, Replicas: s.Replicas})
+	}
+	_, err = w.Wait(ctx, services, health.Options{
+		Timeout: t.plan.HealthTimeout,
+		Settle:  t.plan.Settle,
+		OnReady: func(r health.Result) {
+			t.rep.Printf("%s healthy, %s after up began", r.Service, time.Since(upStart).Round(time.Millisecond))
+		},
+	})
+	var unhealthy *health.UnhealthyError
+	if errors.As(err, &unhealthy) && len(unhealthy.Logs) > 0 {
+		t.rep.Printf("last lines of %s:", unhealthy.Service)
+		out := t.rep.Output()
+		for _, l := range unhealthy.Logs {
+			fmt.Fprintln(out, l)
+		}
+	}
+	return err
+}
+
+// healthServices lists what to wait for: every service but one-off jobs,
+// with whether it (or its image) has a healthcheck.
+func (t *target) healthServices(ctx context.Context, images map[string]string) []ServiceCheck {
+	var out []ServiceCheck
+	p := t.plan.Project.Compose
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if name == t.plan.Migrate || s.Restart == types.RestartPolicyNo || s.GetScale() == 0 {
+			continue
+		}
+		hc := s.HealthCheck != nil && !s.HealthCheck.Disable && len(s.HealthCheck.Test) > 0 && s.HealthCheck.Test[0] != "NONE"
+		if s.HealthCheck == nil {
+			if img, err := t.docker.ImageInspect(ctx, images[name]); err == nil && img.Config != nil && img.Config.Healthcheck != nil {
+				hc = len(img.Config.Healthcheck.Test) > 0 && img.Config.Healthcheck.Test[0] != "NONE"
+			}
+		}
+		out = append(out, ServiceCheck{Name: name, Healthcheck: hc, Replicas: s.GetScale()})
+	}
+	return out
+}
+
+func (t *target) readRelease(ctx context.Context, id string) (*Release, error) {
+	b, err := t.host.ReadFile(ctx, path.Join(t.releaseDir(id), "release.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read release %s: %w", id, err)
+	}
+	return parseRelease(b)
+}
+
+// rollback brings the previous release back after a failed start.
+func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause error) error {
+	// The deploy's own context may be what failed (a Ctrl-C); the
+	// rollback still needs to happen.
+	ctx = context.WithoutCancel(ctx)
+	switch {
+	case t.plan.NoRollback:
+		t.finish(ctx, rel, StatusFailed, cause)
+		return fmt.Errorf("%w; left running because of --no-rollback", cause)
+	case prev == "":
+		t.finish(ctx, rel, StatusFailed, cause)
+		return fmt.Errorf("%w; there is no previous release to roll back to", cause)
+	}
+	done := t.rep.Step("roll back to " + prev)
+	err := t.upAndWait(ctx, prev)
+	done(err)
+	t.finish(ctx, rel, StatusRolledBack, cause)
+	if err != nil {
+		return fmt.Errorf("%w; rolling back to %s failed too: %v", cause, prev, err)
+	}
+	return fmt.Errorf("%w; rolled back to %s, which is healthy", cause, prev)
+}
+
+// finish records how a release ended.
+func (t *target) finish(ctx context.Context, rel *Release, status Status, cause error) {
+	rel.Status, rel.Finished = status, t.plan.Now().UTC()
+	if cause != nil {
+		rel.Error = cause.Error()
+	}
+	if err := t.writeRelease(ctx, rel); err != nil {
+		t.rep.Warnf("%v", err)
+	}
+}
+
+// commit points current at the new release and prunes old ones.
+func (t *target) commit(ctx context.Context, rel *Release, prev string) error {
+	if err := t.point(ctx, rel.ID); err != nil {
+		return err
+	}
+	t.finish(ctx, rel, StatusLive, nil)
+	if prev != "" {
+		if old, err := t.readRelease(ctx, prev); err == nil {
+			t.finish(ctx, old, StatusSuperseded, nil)
+		}
+	}
+	return t.prune(ctx, rel.ID)
+}
+
+// point makes id the current release: a new symlink renamed over the old
+// one, so current is never missing.
+func (t *target) point(ctx context.Context, id string) error {
+	dir := t.plan.projectDir()
+	tmp := path.Join(dir, ".current."+id)
+	if err := t.host.Run(ctx, remote.Cmd{Args: []string{"ln", "-sfn", path.Join("releases", id), tmp}}); err != nil {
+		return fmt.Errorf("point current at %s: %w", id, err)
+	}
+	if err := t.host.Run(ctx, remote.Cmd{Args: []string{"mv", "-T", tmp, path.Join(dir, "current")}}); err != nil {
+		return fmt.Errorf("point current at %s: %w", id, err)
+	}
+	return nil
+}
+
+// prune removes releases beyond Keep, newest kept, and their images when
+// no kept release uses them.
+func (t *target) prune(ctx context.Context, live string) error {
+	ids, err := t.releaseIDs(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ids) <= t.plan.Keep {
+		return nil
+	}
+	keep, drop := ids[len(ids)-t.plan.Keep:], ids[:len(ids)-t.plan.Keep]
+	inUse := map[string]bool{}
+	for _, id := range keep {
+		if rel, err := t.readRelease(ctx, id); err == nil {
+			for _, ref := range rel.Images {
+				inUse[ref] = true
+			}
+			for _, f := range rel.Files {
+				inUse[f] = true
+			}
+		}
+	}
+	for _, id := range drop {
+		if id == live {
+			continue
+		}
+		if rel, err := t.readRelease(ctx, id); err == nil {
+			for _, ref := range rel.Images {
+				if !inUse[ref] {
+					removeImage(ctx, t.docker, ref)
+				}
+			}
+			for _, f := range rel.Files {
+				if !inUse[f] {
+					_ = t.host.Run(ctx, remote.Cmd{Args: []string{"rm", "-rf", "--", path.Join(t.plan.projectDir(), f)}})
+				}
+			}
+		}
+		if err := t.host.Run(ctx, remote.Cmd{Args: []string{"rm", "-rf", "--", t.releaseDir(id)}}); err != nil {
+			return fmt.Errorf("prune release %s: %w", id, err)
+		}
+		t.rep.Printf("pruned release %s", id)
+	}
+	return nil
+}
+
+// releaseIDs lists the releases on the host, oldest first.
+func (t *target) releaseIDs(ctx context.Context) ([]string, error) {
+	out, err := t.host.Output(ctx, "ls", "-1", path.Join(t.plan.projectDir(), "releases"))
+	if err != nil {
+		var ee *remote.ExitError
+		if errors.As(err, &ee) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	ids := strings.Fields(string(out))
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// markInterrupted records releases whose deploy never finished: the lock
+// is ours, so nobody is still working on them.
+func (t *target) markInterrupted(ctx context.Context) error {
+	ids, err := t.releaseIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		rel, err := t.readRelease(ctx, id)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil && rel.Status == StatusPending {
+			t.finish(ctx, rel, StatusInterrupted, errors.New("the deploy stopped before it finished"))
+		}
+	}
+	return nil
+}
+
+func bytesHuman(n int64) string {
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,396 @@
+package deployer_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/checks/project"
+	"github.com/semalink/deploy-action/deployer"
+	"github.com/semalink/deploy-action/deployer/compose/composetest"
+	"github.com/semalink/deploy-action/deployer/remote"
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
+)
+
+func TestMain(m *testing.M) { composetest.Main(m) }
+
+// stack is one test's copy of testdata/stack, with the api binary built
+// into its build context, under a project name of its own.
+type stack struct {
+	t    *testing.T
+	dir  string
+	name string
+	root string // deployer's directory on the host (this machine, over SSH or not)
+}
+
+var (
+	apiOnce sync.Once
+	apiBin  string
+	apiErr  error
+)
+
+// apiBinary builds the demo api once per test run.
+func apiBinary(t *testing.T) string {
+	t.Helper()
+	apiOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "deployer-e2e-")
+		if err != nil {
+			apiErr = err
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		apiBin = filepath.Join(dir, "api")
+		build := exec.Command("go", "build", "-trimpath", "-o", apiBin, "./examples/demo/api")
+		build.Dir = filepath.Join(filepath.Dir(file), "..")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			apiErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if apiErr != nil {
+		t.Fatal(apiErr)
+	}
+	return apiBin
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	composetest.Need(t)
+	s := &stack{t: t, dir: t.TempDir(), name: composetest.ProjectName(t), root: t.TempDir()}
+	must(t, os.MkdirAll(filepath.Join(s.dir, "api"), 0o755))
+	compose, err := os.ReadFile("testdata/stack/compose.yaml")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(s.dir, "compose.yaml"), compose, 0o644))
+	must(t, os.WriteFile(filepath.Join(s.dir, "api", "Dockerfile"), []byte("FROM scratch\nCOPY api /api\nENTRYPOINT [\"/api\"]\nCMD [\"serve\"]\n"), 0o644))
+	bin, err := os.ReadFile(apiBinary(t))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(s.dir, "api", "api"), bin, 0o755))
+	t.Cleanup(s.down)
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// plan loads the stack with the given variables (RELEASE=v2,
+// FAIL_HEALTH=1…) into a plan for the given hosts, or --local.
+func (s *stack) plan(hosts []remote.Config, vars ...string) *deployer.Plan {
+	s.t.Helper()
+	env := append([]string{"PATH=" + os.Getenv("PATH")}, vars...)
+	p, err := project.Load(s.t.Context(), project.Options{Files: []string{filepath.Join(s.dir, "compose.yaml")}, Env: env})
+	must(s.t, err)
+	return &deployer.Plan{
+		Project: p, Name: s.name, Hosts: hosts, Local: len(hosts) == 0, Root: s.root,
+		Migrate: p.Settings.Migrate, HealthTimeout: 30 * time.Second, Settle: time.Second,
+		LockTimeout: time.Minute, Trigger: "test",
+	}
+}
+
+// deploy runs a plan and returns its error and what it printed.
+func (s *stack) deploy(ctx context.Context, p *deployer.Plan) (string, error) {
+	var out syncBuffer
+	err := deployer.Run(ctx, p, &deployer.TextReporter{W: &out})
+	s.t.Logf("deploy %s:\n%s", s.name, out.String())
+	return out.String(), err
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// answers returns the release the running api reports.
+func (s *stack) answers() string {
+	s.t.Helper()
+	cli := dockerClient(s.t)
+	list, err := cli.ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+s.name),
+		filters.Arg("label", "com.docker.compose.service=api"))})
+	must(s.t, err)
+	for _, c := range list {
+		for _, port := range c.Ports {
+			if port.PrivatePort != 3000 || port.PublicPort == 0 {
+				continue
+			}
+			hc := http.Client{Timeout: 3 * time.Second}
+			resp, err := hc.Get(fmt.Sprintf("http://%s/", net.JoinHostPort("127.0.0.1", fmt.Sprint(port.PublicPort))))
+			if err != nil {
+				s.t.Fatalf("the api does not answer: %v", err)
+			}
+			defer resp.Body.Close()
+			var v struct{ Release string }
+			must(s.t, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v))
+			return v.Release
+		}
+	}
+	s.t.Fatalf("no running api container with a published port in %s", s.name)
+	return ""
+}
+
+// releases reads release.json of every release on the host, oldest first.
+func (s *stack) releases() []deployer.Release {
+	s.t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(s.root, s.name, "releases", "*", "release.json"))
+	var out []deployer.Release
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		must(s.t, err)
+		var r deployer.Release
+		must(s.t, json.Unmarshal(b, &r))
+		out = append(out, r)
+	}
+	return out
+}
+
+func (s *stack) statuses() string {
+	var st []string
+	for _, r := range s.releases() {
+		st = append(st, string(r.Status))
+	}
+	return strings.Join(st, " ")
+}
+
+func (s *stack) down() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "compose", "-p", s.name, "down", "-v", "--remove-orphans", "-t", "1").CombinedOutput()
+	if err != nil {
+		s.t.Logf("docker compose down: %v: %s", err, out)
+	}
+	imgs, _ := exec.CommandContext(ctx, "docker", "images", "-q", "--filter", "reference="+s.name+"-*").Output()
+	if ids := strings.Fields(string(imgs)); len(ids) > 0 {
+		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm", "-f"}, ids...)...).Run()
+	}
+}
+
+var (
+	dockerOnce sync.Once
+	dockerCli  *client.Client
+)
+
+func dockerClient(t *testing.T) *client.Client {
+	dockerOnce.Do(func() {
+		dockerCli, _ = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	})
+	return dockerCli
+}
+
+// sshConfig connects to the test sshd as production does: key file and
+// known_hosts.
+func sshConfig(t *testing.T) remote.Config {
+	e := remotetest.SSH(t)
+	return remote.Config{Addr: net.JoinHostPort(e.Host, e.Port), User: e.User, KeyFile: e.Key, KnownHosts: e.KnownHosts}
+}
+
+func TestDeployOverSSH(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Fatalf("api answers %q, want v1", got)
+	}
+	out, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v2"))
+	if err != nil {
+		t.Fatalf("second deploy: %v", err)
+	}
+	if got := s.answers(); got != "v2" {
+		t.Fatalf("api answers %q, want v2", got)
+	}
+	if got := s.statuses(); got != "superseded live" {
+		t.Errorf("releases: %s, want superseded live", got)
+	}
+	for _, want := range []string{"migrate (migrate)", "api healthy, "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// The release files hold the environment: owner only.
+	for _, f := range []string{"compose.yaml", ".env", "release.json"} {
+		files, _ := filepath.Glob(filepath.Join(s.root, s.name, "releases", "*", f))
+		for _, file := range files {
+			if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600 (%v)", file, st.Mode().Perm(), err)
+			}
+		}
+	}
+}
+
+func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	out, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v2", "FAIL_MIGRATION=1"))
+	if err == nil || !strings.Contains(err.Error(), "migration migrate failed") {
+		t.Fatalf("deploy with a failing migration: err = %v", err)
+	}
+	if !strings.Contains(out, "migration 0002_add_orders failed on purpose") {
+		t.Errorf("the migration's own output is not shown")
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q after a failed migration, want the old v1", got)
+	}
+	if got := s.statuses(); got != "live failed" {
+		t.Errorf("releases: %s, want live failed", got)
+	}
+}
+
+func TestUnhealthyReleaseRollsBack(t *testing.T) {
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	_, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v2", "FAIL_HEALTH=1"))
+	if err == nil || !strings.Contains(err.Error(), "rolled back to") {
+		t.Fatalf("deploy of an unhealthy release: err = %v", err)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q after the rollback, want v1", got)
+	}
+	if got := s.statuses(); got != "live rolled-back" {
+		t.Errorf("releases: %s, want live rolled-back", got)
+	}
+	// The next good deploy goes through.
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v3")); err != nil {
+		t.Fatalf("deploy after a rollback: %v", err)
+	}
+	if got := s.answers(); got != "v3" {
+		t.Errorf("api answers %q, want v3", got)
+	}
+}
+
+func TestWrongHostKeyChangesNothing(t *testing.T) {
+	host := sshConfig(t)
+	wrong := filepath.Join(t.TempDir(), "known_hosts")
+	must(t, os.WriteFile(wrong, []byte(remotetest.OtherHostKeyLine(t, host.Addr)), 0o600))
+	host.KnownHosts = wrong
+	s := newStack(t)
+	_, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1"))
+	if err == nil || !strings.Contains(err.Error(), "SHA256:") {
+		t.Fatalf("deploy to a host with the wrong key: err = %v, want a refusal naming the fingerprint", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, s.name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the host changed: %s exists (%v)", filepath.Join(s.root, s.name), err)
+	}
+}
+
+func TestConcurrentDeploysTakeTurns(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+	var wg sync.WaitGroup
+	outs, errs := make([]string, 2), make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = s.deploy(t.Context(), s.plan([]remote.Config{host}, fmt.Sprintf("RELEASE=v%d", i+1), "MIGRATE_SLEEP=2s"))
+		}()
+		time.Sleep(300 * time.Millisecond)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("deploy %d: %v", i+1, err)
+		}
+	}
+	if !strings.Contains(outs[0]+outs[1], "another deploy holds the lock") {
+		t.Errorf("neither deploy waited for the other")
+	}
+	if got := s.statuses(); got != "superseded live" {
+		t.Errorf("releases: %s, want superseded live", got)
+	}
+}
+
+func TestDroppedConnectionMidDeploy(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+
+	// Cut the connection while the migration runs.
+	cut := host
+	var mu sync.Mutex
+	var conns []net.Conn
+	cut.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+		return c, err
+	}
+	go func() {
+		for range 200 {
+			time.Sleep(50 * time.Millisecond)
+			if st := s.statuses(); strings.HasSuffix(st, "pending") {
+				time.Sleep(500 * time.Millisecond) // into the migration's 3 s
+				mu.Lock()
+				for _, c := range conns {
+					c.Close()
+				}
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	_, err := s.deploy(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2", "MIGRATE_SLEEP=3s"))
+	if err == nil {
+		t.Fatal("a deploy whose connection was cut succeeded")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the deploy took %s to notice the cut", took)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q, want v1 still", got)
+	}
+
+	// The lock went with the connection: the next deploy runs, and records
+	// the interrupted one.
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v3")); err != nil {
+		t.Fatalf("deploy after the cut: %v", err)
+	}
+	if got := s.answers(); got != "v3" {
+		t.Errorf("api answers %q, want v3", got)
+	}
+	if got := s.statuses(); got != "superseded interrupted live" {
+		t.Errorf("releases: %s, want superseded interrupted live", got)
+	}
+}

@@ -1,0 +1,144 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/semalink/deploy-action/deployer/remote"
+)
+
+// HostReleases is the release history of one host, oldest first.
+type HostReleases struct {
+	Host     string
+	Current  string
+	Releases []Release
+}
+
+// Releases reads the release history of each of the plan's hosts. It
+// changes nothing and takes no lock.
+func Releases(ctx context.Context, plan *Plan, rep Reporter) ([]HostReleases, error) {
+	p := plan.withDefaults()
+	if err := p.validateTarget(); err != nil {
+		return nil, err
+	}
+	var out []HostReleases
+	err := eachHost(ctx, p, rep, func(h remote.Host) error {
+		t := &target{plan: p, host: h, rep: rep}
+		cur, err := t.current(ctx)
+		if err != nil {
+			return err
+		}
+		ids, err := t.releaseIDs(ctx)
+		if err != nil {
+			return err
+		}
+		hr := HostReleases{Host: h.Name(), Current: cur}
+		for _, id := range ids {
+			rel, err := t.readRelease(ctx, id)
+			if err != nil {
+				rel = &Release{ID: id, Status: "unreadable", Error: err.Error()}
+			}
+			hr.Releases = append(hr.Releases, *rel)
+		}
+		out = append(out, hr)
+		return nil
+	})
+	return out, err
+}
+
+// Rollback brings back an earlier release on each host: the one named by
+// to, or the one that was live before the current one. It waits for it to
+// be healthy before pointing current at it.
+func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
+	p := plan.withDefaults()
+	if err := p.validateTarget(); err != nil {
+		return err
+	}
+	rep = redact(rep, p.Secrets)
+	return eachHost(ctx, p, rep, func(h remote.Host) error {
+		t, _, err := inspect(ctx, p, h, rep)
+		if err != nil {
+			return err
+		}
+		defer t.docker.Close()
+		unlock, err := t.lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		cur, err := t.current(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := t.rollbackTarget(ctx, cur, to)
+		if err != nil {
+			return err
+		}
+		done := rep.Step(fmt.Sprintf("roll back from %s to %s", cur, id))
+		err = t.upAndWait(ctx, id)
+		done(err)
+		if err != nil {
+			if cur != "" {
+				rep.Printf("bringing %s back", cur)
+				if err2 := t.upAndWait(context.WithoutCancel(ctx), cur); err2 != nil {
+					return fmt.Errorf("%w; and %s did not come back either: %v", err, cur, err2)
+				}
+			}
+			return fmt.Errorf("release %s is not healthy: %w; %s still serves", id, err, cur)
+		}
+		rel, err := t.readRelease(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := t.point(ctx, id); err != nil {
+			return err
+		}
+		t.finish(ctx, rel, StatusLive, nil)
+		rel.Error = ""
+		if old, err := t.readRelease(ctx, cur); err == nil {
+			t.finish(ctx, old, StatusRolledBack, errors.New("rolled back by hand to "+id))
+		}
+		rep.Printf("%s is live again", id)
+		return nil
+	})
+}
+
+// rollbackTarget picks the release to go back to: the one asked for, or
+// the newest release before the current one that was live.
+func (t *target) rollbackTarget(ctx context.Context, cur, to string) (string, error) {
+	ids, err := t.releaseIDs(ctx)
+	if err != nil {
+		return "", err
+	}
+	if to != "" {
+		if !slices.Contains(ids, to) {
+			return "", fmt.Errorf("no release %s on %s: `deployer releases` lists them", to, t.host.Name())
+		}
+		if to == cur {
+			return "", fmt.Errorf("release %s is already live", to)
+		}
+		return to, nil
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		if ids[i] >= cur && cur != "" {
+			continue
+		}
+		if rel, err := t.readRelease(ctx, ids[i]); err == nil && rel.Status == StatusSuperseded {
+			return ids[i], nil
+		}
+	}
+	return "", fmt.Errorf("no earlier release that was live on %s: name one with --to (see `deployer releases`)", t.host.Name())
+}
+
+// validateTarget checks what commands that only read or roll back need.
+func (p *Plan) validateTarget() error {
+	switch {
+	case !projectName.MatchString(p.Name):
+		return fmt.Errorf("project name %q: give --project NAME (or the Compose file with name:)", p.Name)
+	case !p.Local && len(p.Hosts) == 0:
+		return errors.New("no host: give --host USER@HOST with --known-hosts or --host-fingerprint, or --local")
+	}
+	return nil
+}

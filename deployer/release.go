@@ -1,0 +1,107 @@
+package deployer
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Release is one deploy's record on the host, kept as release.json next to
+// the rendered Compose file and .env it ran with.
+type Release struct {
+	ID       string            `json:"id"`
+	Project  string            `json:"project"`
+	Created  time.Time         `json:"created"`
+	Finished time.Time         `json:"finished,omitzero"`
+	Trigger  string            `json:"trigger"`
+	Commit   string            `json:"commit,omitempty"`
+	Images   map[string]string `json:"images"` // service → pinned image reference
+	// Services are what "up" must bring to health: every service but the
+	// one-off jobs. A rollback waits for the same.
+	Services []ServiceCheck `json:"services"`
+	Files    []string       `json:"files,omitempty"` // the carried files it mounts: files/<hash> under the project
+	Status   Status         `json:"status"`
+	Error    string         `json:"error,omitempty"`
+	// Secrets holds salted hashes of values whose change needs care on
+	// the host (a broker's password), never the values.
+	Secrets map[string]SecretHash `json:"secrets,omitempty"`
+}
+
+// ServiceCheck says how to tell that a service of a release is up.
+type ServiceCheck struct {
+	Name        string `json:"name"`
+	Healthcheck bool   `json:"healthcheck"` // else: running, and not restarting, for the settle time
+	Replicas    int    `json:"replicas"`
+}
+
+// Status is where a release stands.
+type Status string
+
+const (
+	StatusPending     Status = "pending"     // being deployed
+	StatusLive        Status = "live"        // current
+	StatusSuperseded  Status = "superseded"  // was live, a newer release replaced it
+	StatusFailed      Status = "failed"      // stopped before up (migration, build, upload)
+	StatusRolledBack  Status = "rolled-back" // was up, unhealthy, the previous one came back
+	StatusInterrupted Status = "interrupted" // the deploy never finished (connection lost, killed)
+)
+
+// SecretHash is an HMAC-SHA256 of a secret under a random salt: enough to
+// tell whether the secret changed, useless for recovering it.
+type SecretHash struct {
+	Salt string `json:"salt"`
+	Hash string `json:"hash"`
+}
+
+// HashSecret hashes value under a fresh salt.
+func HashSecret(value string) SecretHash {
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	return SecretHash{Salt: hex.EncodeToString(salt), Hash: hashWith(salt, value)}
+}
+
+// Matches reports whether value is the secret that was hashed.
+func (h SecretHash) Matches(value string) bool {
+	salt, err := hex.DecodeString(h.Salt)
+	if err != nil {
+		return false
+	}
+	return hmac.Equal([]byte(hashWith(salt, value)), []byte(h.Hash))
+}
+
+func hashWith(salt []byte, value string) string {
+	m := hmac.New(sha256.New, salt)
+	m.Write([]byte(value))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// newReleaseID sorts by time: 20261125-201502-3f2a9c1-7c1e with the
+// commit, 20261125-201502-7c1e without.
+//
+// The random part keeps two deploys of one commit in the same second apart.
+func newReleaseID(now time.Time, commit string) string {
+	id := now.UTC().Format("20060102-150405")
+	if len(commit) >= 7 {
+		id += "-" + commit[:7]
+	}
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	return id + "-" + hex.EncodeToString(b)
+}
+
+func (r *Release) marshal() []byte {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return append(b, '\n')
+}
+
+func parseRelease(b []byte) (*Release, error) {
+	var r Release
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("parse release.json: %w", err)
+	}
+	return &r, nil
+}

@@ -1,0 +1,130 @@
+package deployer
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// initOnlySecrets are passwords an image reads only when it initialises an
+// empty data directory: changing them later changes nothing in the running
+// broker, and the clients that use the new value are locked out.
+var initOnlySecrets = []string{"RABBITMQ_DEFAULT_PASS"}
+
+// secretHashes hashes each service's init-only secrets for release.json.
+func secretHashes(p *types.Project) map[string]SecretHash {
+	out := map[string]SecretHash{}
+	for name, s := range p.Services {
+		for _, key := range initOnlySecrets {
+			if v, ok := s.Environment[key]; ok && v != nil && *v != "" {
+				out[name+"/"+key] = HashSecret(*v)
+			}
+		}
+	}
+	return out
+}
+
+// dotenv writes KEY=VALUE pairs in the form compose reads back: single
+// quotes are literal, double quotes for values that hold a single quote.
+func dotenv(env []string) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by deployer for this release. Mode 0600: it holds secrets.\n")
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.Contains(v, "'") {
+			fmt.Fprintf(&b, "%s='%s'\n", k, v)
+			continue
+		}
+		v = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "$", `\$`).Replace(v)
+		fmt.Fprintf(&b, "%s=\"%s\"\n", k, v)
+	}
+	return []byte(b.String())
+}
+
+// redact wraps a Reporter so that no secret value reaches it, whatever
+// prints it: a migration echoing its DATABASE_URL, an error quoting a
+// command line.
+func redact(r Reporter, secrets []string) Reporter {
+	var keep []string
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			keep = append(keep, s)
+		}
+	}
+	if len(keep) == 0 {
+		return r
+	}
+	// Longest first, so a secret that contains another is hidden whole.
+	slices.SortFunc(keep, func(a, b string) int { return len(b) - len(a) })
+	var pairs []string
+	for _, s := range keep {
+		pairs = append(pairs, s, "***")
+	}
+	return &redactor{r: r, rep: strings.NewReplacer(pairs...)}
+}
+
+type redactor struct {
+	r   Reporter
+	rep *strings.Replacer
+}
+
+func (x *redactor) Step(name string) func(error) {
+	done := x.r.Step(x.rep.Replace(name))
+	return func(err error) {
+		if err != nil {
+			err = redactedError{msg: x.rep.Replace(err.Error()), err: err}
+		}
+		done(err)
+	}
+}
+
+func (x *redactor) Printf(format string, args ...any) {
+	x.r.Printf("%s", x.rep.Replace(fmt.Sprintf(format, args...)))
+}
+
+func (x *redactor) Warnf(format string, args ...any) {
+	x.r.Warnf("%s", x.rep.Replace(fmt.Sprintf(format, args...)))
+}
+
+// Output redacts line by line, so a secret split across writes is still
+// caught.
+func (x *redactor) Output() io.Writer { return &redactWriter{x: x, w: x.r.Output()} }
+
+type redactWriter struct {
+	x   *redactor
+	w   io.Writer
+	buf []byte
+}
+
+func (w *redactWriter) Write(b []byte) (int, error) {
+	w.buf = append(w.buf, b...)
+	if i := strings.LastIndexByte(string(w.buf), '\n'); i >= 0 {
+		if _, err := io.WriteString(w.w, w.x.rep.Replace(string(w.buf[:i+1]))); err != nil {
+			return 0, err
+		}
+		w.buf = w.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
+
+// Redact hides secrets in a message for callers outside the pipeline.
+func Redact(msg string, secrets []string) string {
+	var pairs []string
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			pairs = append(pairs, s, "***")
+		}
+	}
+	return strings.NewReplacer(pairs...).Replace(msg)
+}
