@@ -144,6 +144,9 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 	if err != nil {
 		return err
 	}
+	if err := t.checkDrift(ctx, prev); err != nil {
+		return err
+	}
 	if p.DryRun {
 		rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
 		return nil

@@ -394,3 +394,68 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 		t.Errorf("releases: %s, want superseded interrupted live", got)
 	}
 }
+
+func TestRollbackByHand(t *testing.T) {
+	s := newStack(t)
+	for _, v := range []string{"RELEASE=v1", "RELEASE=v2"} {
+		if _, err := s.deploy(t.Context(), s.plan(nil, v)); err != nil {
+			t.Fatalf("deploy %s: %v", v, err)
+		}
+	}
+	var out syncBuffer
+	if err := deployer.Rollback(t.Context(), s.plan(nil), "", &deployer.TextReporter{W: &out}); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out.String())
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q after the rollback, want v1", got)
+	}
+	if got := s.statuses(); got != "live rolled-back" {
+		t.Errorf("releases: %s, want live rolled-back", got)
+	}
+	hosts, err := deployer.Releases(t.Context(), s.plan(nil), &deployer.TextReporter{W: io.Discard})
+	if err != nil || len(hosts) != 1 || hosts[0].Current != s.releases()[0].ID {
+		t.Errorf("Releases: %+v, %v; want the first release current", hosts, err)
+	}
+	// Rolling back to the live release is refused; to an unknown one too.
+	if err := deployer.Rollback(t.Context(), s.plan(nil), hosts[0].Current, &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "already live") {
+		t.Errorf("rollback to the live release: %v", err)
+	}
+	if err := deployer.Rollback(t.Context(), s.plan(nil), "20200101-000000-beef", &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "no release") {
+		t.Errorf("rollback to an unknown release: %v", err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	s := newStack(t)
+	p := s.plan(nil, "RELEASE=v1")
+	p.DryRun = true
+	out, err := s.deploy(t.Context(), p)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if !strings.Contains(out, "nothing changed") {
+		t.Errorf("dry run output:\n%s", out)
+	}
+	if rel := s.releases(); len(rel) != 0 {
+		t.Errorf("a dry run made releases: %v", rel)
+	}
+}
+
+func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
+	s := newStack(t)
+	compose := filepath.Join(s.dir, "compose.yaml")
+	b, err := os.ReadFile(compose)
+	must(t, err)
+	// A proxy routing to a service that does not exist is an error finding.
+	b = append(b, []byte("  proxy:\n    image: deployer-demo/caddy:2.11.9\n    volumes: [\"./Caddyfile:/etc/caddy/Caddyfile:ro\"]\n")...)
+	must(t, os.WriteFile(compose, b, 0o644))
+	must(t, os.WriteFile(filepath.Join(s.dir, "Caddyfile"), []byte(":80 {\n\treverse_proxy apii:3000\n}\n"), 0o644))
+	_, err = s.deploy(t.Context(), s.plan(nil, "RELEASE=v1"))
+	var cf *deployer.CheckFailed
+	if !errors.As(err, &cf) || !strings.Contains(err.Error(), "proxy-upstream-unknown") {
+		t.Fatalf("deploy with an error finding: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, s.name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the host changed although the checks failed")
+	}
+}

@@ -86,6 +86,9 @@ func (p *Plan) withDefaults() *Plan {
 	return &q
 }
 
+// Validate reports what is wrong with a plan before anything connects.
+func (p *Plan) Validate() error { return p.withDefaults().validate() }
+
 func (p *Plan) validate() error {
 	switch {
 	case p.Project == nil:

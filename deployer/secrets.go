@@ -1,12 +1,14 @@
 package deployer
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/semalink/deploy-action/checks"
 )
 
 // initOnlySecrets are passwords an image reads only when it initialises an
@@ -127,4 +129,54 @@ func Redact(msg string, secrets []string) string {
 		}
 	}
 	return strings.NewReplacer(pairs...).Replace(msg)
+}
+
+// checkDrift compares the init-only secrets with the ones the live release
+// was deployed with; a changed one whose data volume exists stops the
+// deploy (rule rabbitmq-password-drift).
+func (t *target) checkDrift(ctx context.Context, live string) error {
+	if live == "" {
+		return nil
+	}
+	rel, err := t.readRelease(ctx, live)
+	if err != nil {
+		t.rep.Warnf("cannot compare secrets with the live release: %v", err)
+		return nil
+	}
+	facts := &checks.HostFacts{}
+	p := t.plan.Project.Compose
+	for name, s := range p.Services {
+		for _, key := range initOnlySecrets {
+			old, had := rel.Secrets[name+"/"+key]
+			v, ok := s.Environment[key]
+			if !had || !ok || v == nil || old.Matches(*v) {
+				continue
+			}
+			facts.ChangedSecrets = append(facts.ChangedSecrets, checks.ChangedSecret{Service: name, Key: key, Volume: t.dataVolume(ctx, s)})
+		}
+	}
+	if len(facts.ChangedSecrets) == 0 {
+		return nil
+	}
+	opts := t.plan.Checks
+	opts.Host = facts
+	return preflight(t.plan, t.rep, opts)
+}
+
+// dataVolume returns the first named volume of a service that exists on
+// the host, "" when there is none.
+func (t *target) dataVolume(ctx context.Context, s types.ServiceConfig) string {
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeVolume || v.Source == "" {
+			continue
+		}
+		name := t.plan.Name + "_" + v.Source
+		if vol, ok := t.plan.Project.Compose.Volumes[v.Source]; ok && vol.Name != "" {
+			name = vol.Name
+		}
+		if _, err := t.docker.VolumeInspect(ctx, name); err == nil {
+			return name
+		}
+	}
+	return ""
 }

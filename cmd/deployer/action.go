@@ -27,16 +27,19 @@ func newActionCommand() *cobra.Command {
 			switch c := inputOr(gha, "command", "check"); c {
 			case "check":
 				return actionCheck(cmd, gha)
+			case "deploy":
+				return actionDeploy(cmd, gha)
 			default:
-				return &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check", c)}
+				return &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check or deploy", c)}
 			}
 		},
 	}
 }
 
-func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
-	// Paths are resolved in working-directory but reported relative to the
-	// workspace, so annotations and code scanning find the files.
+// actionCheckOptions reads the inputs that load and check a project.
+// Paths are resolved in working-directory but reported relative to the
+// workspace, so annotations and code scanning find the files.
+func actionCheckOptions(gha *githubactions.Action) checkOptions {
 	dir := inputOr(gha, "working-directory", ".")
 	o := checkOptions{
 		files:         inDir(dir, list(gha.GetInput("compose-files"))),
@@ -50,6 +53,11 @@ func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
 	if dir != "." {
 		o.workingDir = dir
 	}
+	return o
+}
+
+func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
+	o := actionCheckOptions(gha)
 	_, findings, err := o.run(cmd.Context())
 	if err != nil {
 		gha.Errorf("%v", err)

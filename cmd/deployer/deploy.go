@@ -175,6 +175,9 @@ func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
 		Env:     p.EnvFileVars(),
 		Secrets: p.SecretValues(),
 	}
+	if err := plan.Validate(); err != nil {
+		return nil, &exitError{code: exitConfig, err: err}
+	}
 	return plan, nil
 }
 

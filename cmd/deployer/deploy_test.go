@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDeployCommandLine(t *testing.T) {
+	demo := repoPath(t, "examples/demo/compose.yaml")
+	root := t.TempDir()
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{name: "no host", args: []string{"deploy", "-f", demo}, code: exitConfig, stderr: "no host"},
+		{name: "unverifiable host key", args: []string{"deploy", "-f", demo, "--host", "deploy@203.0.113.7"}, code: exitConfig, stderr: "--known-hosts"},
+		{name: "local and host", args: []string{"deploy", "-f", demo, "--local", "--host", "x"}, code: exitConfig, stderr: "exclude each other"},
+		{name: "unknown migrate service", args: []string{"deploy", "-f", demo, "--local", "--migrate", "nope", "--root", root}, code: exitConfig, stderr: `migrate service "nope"`},
+		{name: "dry run", args: []string{"deploy", "-f", demo, "--local", "--dry-run", "--root", root}, code: exitOK, stdout: "nothing changed"},
+		{name: "releases of nothing", args: []string{"releases", "-f", demo, "--local", "--root", root}, code: exitOK, stdout: "no releases"},
+		{name: "rollback of nothing", args: []string{"rollback", "-f", demo, "--local", "--root", root}, code: exitFailed, stderr: "no earlier release"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, "", tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, tt.stdout) || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("stdout lacks %q or stderr lacks %q\nstdout:\n%s\nstderr:\n%s", tt.stdout, tt.stderr, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestActionDeployInputs(t *testing.T) {
+	t.Setenv("INPUT_COMMAND", "deploy")
+	t.Setenv("INPUT_COMPOSE-FILES", repoPath(t, "examples/demo/compose.yaml"))
+	t.Setenv("INPUT_HEALTH-TIMEOUT", "soon")
+	code, _, stderr := run(t, "", "action")
+	if code != exitConfig || !strings.Contains(stderr, "health-timeout") {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+}
+
+func TestActionDeployMasksTheKey(t *testing.T) {
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+	t.Setenv("INPUT_COMMAND", "deploy")
+	t.Setenv("INPUT_COMPOSE-FILES", repoPath(t, "examples/demo/compose.yaml"))
+	t.Setenv("INPUT_HOSTS", "deploy@203.0.113.7")
+	t.Setenv("INPUT_SSH-PRIVATE-KEY", key)
+	t.Setenv("GITHUB_STEP_SUMMARY", filepath.Join(t.TempDir(), "summary"))
+	// No known-hosts: the deploy refuses before connecting, after masking.
+	code, stdout, _ := run(t, "", "action")
+	if code != exitConfig {
+		t.Fatalf("exit code %d, want %d", code, exitConfig)
+	}
+	if !strings.Contains(stdout, "::add-mask::b3BlbnNzaC1rZXktdjEAAAAA") {
+		t.Errorf("the key's lines were not masked:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(os.TempDir(), "key")); err == nil {
+		t.Errorf("a key file was left behind")
+	}
+}
