@@ -2,8 +2,6 @@ package remote
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -39,17 +38,7 @@ func writeTemp(t *testing.T, name, content string) string {
 	return file
 }
 
-func otherKey(t *testing.T) ssh.PublicKey {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
+func otherKey(t *testing.T) ssh.PublicKey { return remotetest.OtherKey(t) }
 
 func TestHostKey(t *testing.T) {
 	env := sshEnv(t)

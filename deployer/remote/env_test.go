@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/semalink/deploy-action/deployer/remote/remotetest"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
 )
 
 // testEnv is the private sshd that scripts/test-sshd starts.

@@ -59,9 +59,8 @@ func SSH(t testing.TB) Env {
 	}
 }
 
-// OtherHostKeyLine is a known_hosts line for addr with a freshly made key:
-// the wrong key for the test sshd.
-func OtherHostKeyLine(t testing.TB, addr string) string {
+// OtherKey is a freshly made host key: the wrong one for the test sshd.
+func OtherKey(t testing.TB) ssh.PublicKey {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -71,7 +70,13 @@ func OtherHostKeyLine(t testing.TB, addr string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, key) + "\n"
+	return key
+}
+
+// OtherHostKeyLine is a known_hosts line for addr with OtherKey.
+func OtherHostKeyLine(t testing.TB, addr string) string {
+	t.Helper()
+	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, OtherKey(t)) + "\n"
 }
 
 func repoRoot() (string, error) {
