@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -293,7 +294,7 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 	}
 	rel.Secrets = secretHashes(t.plan.Project.Compose)
 	rel.Services = t.healthServices(ctx, rel.Images)
-	for _, name := range slices.Sorted(mapsKeys(b.files)) {
+	for _, name := range slices.Sorted(maps.Keys(b.files)) {
 		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
 		if err := t.host.WriteFile(ctx, path.Join(t.plan.projectDir(), name), b.files[name], 0o644); err != nil {
 			return fmt.Errorf("upload %s: %w", name, err)
@@ -552,14 +553,4 @@ func (t *target) markInterrupted(ctx context.Context) error {
 
 func bytesHuman(n int64) string {
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
