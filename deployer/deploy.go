@@ -3,6 +3,8 @@ package deployer
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -174,11 +176,16 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 
 	if p.Migrate != "" {
 		done = rep.Step("migrate (" + p.Migrate + ")")
-		err = t.migrate(ctx, rel)
-		done(err)
-		if err != nil {
-			t.finish(ctx, rel, StatusFailed, err)
-			return fmt.Errorf("%w; the running version was left as it was", err)
+		if ran := t.migratedBy(ctx, prev, rel); ran != "" {
+			rep.Printf("%s is unchanged since release %s, where it succeeded: not run again", p.Migrate, ran)
+			done(nil)
+		} else {
+			err = t.migrate(ctx, rel)
+			done(err)
+			if err != nil {
+				t.finish(ctx, rel, StatusFailed, err)
+				return fmt.Errorf("%w; the running version was left as it was", err)
+			}
 		}
 	}
 
@@ -288,11 +295,14 @@ func (t *target) current(ctx context.Context) (string, error) {
 func (t *target) upload(ctx context.Context, rel *Release) error {
 	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	b, err := render(t.plan.Project.Compose, t.plan.projectDir(), rel.Images, t.plan.Migrate)
+	b, err := render(t.plan.Project.Compose, t.plan.Name, t.plan.projectDir(), rel.Images, t.plan.Migrate)
 	if err != nil {
 		return err
 	}
 	rel.Secrets = secretHashes(t.plan.Project.Compose)
+	if t.plan.Migrate != "" {
+		rel.Migration = migrationID(t.plan.Project.Compose, t.plan.Migrate, rel.Images[t.plan.Migrate])
+	}
 	rel.Services = t.healthServices(ctx, rel.Images)
 	for _, name := range slices.Sorted(maps.Keys(b.files)) {
 		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
@@ -337,6 +347,34 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 		return fmt.Errorf("migration %s failed: %w", t.plan.Migrate, err)
 	}
 	return nil
+}
+
+// migratedBy returns the live release when it ran the very same migration
+// (same pinned image, command and environment), "" otherwise.
+func (t *target) migratedBy(ctx context.Context, live string, rel *Release) string {
+	if live == "" || rel.Migration == "" {
+		return ""
+	}
+	old, err := t.readRelease(ctx, live)
+	if err != nil || old.Migration != rel.Migration {
+		return ""
+	}
+	return live
+}
+
+// migrationID identifies the migration service as it will run.
+func migrationID(p *types.Project, service, image string) string {
+	s, ok := p.Services[service]
+	if !ok {
+		return ""
+	}
+	s.Image, s.Build = image, nil
+	b, err := json.Marshal(s)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // upAndWait starts a release and waits until every long-running service is

@@ -459,3 +459,22 @@ func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
 		t.Errorf("the host changed although the checks failed")
 	}
 }
+
+func TestUnchangedMigrationIsNotRerun(t *testing.T) {
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	out, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1"))
+	if err != nil {
+		t.Fatalf("redeploy: %v", err)
+	}
+	if !strings.Contains(out, "not run again") || strings.Contains(out, "applying migrations") {
+		t.Errorf("an unchanged migration ran again:\n%s", out)
+	}
+	// A changed one runs.
+	out, err = s.deploy(t.Context(), s.plan(nil, "RELEASE=v2"))
+	if err != nil || !strings.Contains(out, "migrate v2: applying migrations") {
+		t.Errorf("a changed migration did not run: %v\n%s", err, out)
+	}
+}

@@ -24,8 +24,11 @@ type Release struct {
 	// one-off jobs. A rollback waits for the same.
 	Services []ServiceCheck `json:"services"`
 	Files    []string       `json:"files,omitempty"` // the carried files it mounts: files/<hash> under the project
-	Status   Status         `json:"status"`
-	Error    string         `json:"error,omitempty"`
+	// Migration identifies the migration service as run (image, command,
+	// environment): when the next release's is the same, it has run already.
+	Migration string `json:"migration,omitempty"`
+	Status    Status `json:"status"`
+	Error     string `json:"error,omitempty"`
 	// Secrets holds salted hashes of values whose change needs care on
 	// the host (a broker's password), never the values.
 	Secrets map[string]SecretHash `json:"secrets,omitempty"`

@@ -39,13 +39,14 @@ type bundle struct {
 // Carried files live under dir/files/<hash of their content>/, so a
 // rollback mounts its own Caddyfile, and an unchanged file keeps its path:
 // a new path would make compose recreate the container on every deploy.
-func render(src *types.Project, dir string, images map[string]string, migrate string) (*bundle, error) {
+func render(src *types.Project, name, dir string, images map[string]string, migrate string) (*bundle, error) {
 	p, err := src.WithServicesTransform(func(name string, s types.ServiceConfig) (types.ServiceConfig, error) {
 		return s, nil // a deep copy: the caller's project stays as loaded
 	})
 	if err != nil {
 		return nil, err
 	}
+	rename(p, name)
 	b := &bundle{files: map[string][]byte{}}
 	size := 0
 	carry := func(source string) (string, error) {
@@ -166,4 +167,28 @@ func escapeDollars(doc []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// rename gives the project the name it is deployed under (--project), with
+// the default names of its volumes and networks following: they are
+// written out explicitly, and would otherwise be shared with the project
+// the file names.
+func rename(p *types.Project, name string) {
+	old := p.Name
+	if name == "" || name == old {
+		return
+	}
+	p.Name = name
+	for key, v := range p.Volumes {
+		if !bool(v.External) && v.Name == old+"_"+key {
+			v.Name = name + "_" + key
+			p.Volumes[key] = v
+		}
+	}
+	for key, n := range p.Networks {
+		if !bool(n.External) && n.Name == old+"_"+key {
+			n.Name = name + "_" + key
+			p.Networks[key] = n
+		}
+	}
 }
