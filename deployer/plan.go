@@ -3,6 +3,7 @@ package deployer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"time"
@@ -30,6 +31,12 @@ type Plan struct {
 	Keep           int  // releases kept on the host, the live one included
 	NoRollback     bool // leave a failed release running, for debugging
 	DryRun         bool // connect and check, change nothing
+
+	// Builder is where images are built: BuilderHost (the default),
+	// BuilderLocal, or a standalone buildkitd's address.
+	Builder            string
+	CacheFrom, CacheTo []string  // BuildKit syntax: type=local,src=DIR …
+	Progress           io.Writer // BuildKit's live progress (a terminal); nil: plain, through the Reporter
 
 	Checks checks.Options
 	Strict bool // warnings stop the deploy too

@@ -14,7 +14,15 @@ import (
 // initOnlySecrets are passwords an image reads only when it initialises an
 // empty data directory: changing them later changes nothing in the running
 // broker, and the clients that use the new value are locked out.
-var initOnlySecrets = []string{"RABBITMQ_DEFAULT_PASS"}
+var initOnlySecrets = []string{rabbitMQPassKey}
+
+// rabbitMQPassKey is the RabbitMQ image's init-only password;
+// RotateRabbitMQPassword changes it inside a running broker.
+const rabbitMQPassKey = "RABBITMQ_DEFAULT_PASS"
+
+// dataDirs are where the images of initOnlySecrets keep their data: the
+// volume mounted there is the one that holds the old password.
+var dataDirs = []string{"/var/lib/rabbitmq"}
 
 // secretHashes hashes each service's init-only secrets for release.json.
 func secretHashes(p *types.Project) map[string]SecretHash {
@@ -163,20 +171,29 @@ func (t *target) checkDrift(ctx context.Context, live string) error {
 	return preflight(t.plan, t.rep, opts)
 }
 
-// dataVolume returns the first named volume of a service that exists on
-// the host, "" when there is none.
+// dataVolume returns the named volume of a service that exists on the
+// host, the one mounted on a data directory first, "" when there is none.
 func (t *target) dataVolume(ctx context.Context, s types.ServiceConfig) string {
-	for _, v := range s.Volumes {
-		if v.Type != types.VolumeTypeVolume || v.Source == "" {
-			continue
-		}
-		name := t.plan.Name + "_" + v.Source
-		if vol, ok := t.plan.Project.Compose.Volumes[v.Source]; ok && vol.Name != "" {
-			name = vol.Name
-		}
-		if _, err := t.docker.VolumeInspect(ctx, name); err == nil {
-			return name
+	for _, wantDataDir := range []bool{true, false} {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeVolume || v.Source == "" || onDataDir(v.Target) != wantDataDir {
+				continue
+			}
+			// As render names it: a default name follows the project's
+			// name on the host (--project), an explicit one stays.
+			name := t.plan.Name + "_" + v.Source
+			p := t.plan.Project.Compose
+			if vol, ok := p.Volumes[v.Source]; ok && vol.Name != "" && (bool(vol.External) || vol.Name != p.Name+"_"+v.Source) {
+				name = vol.Name
+			}
+			if _, err := t.docker.VolumeInspect(ctx, name); err == nil {
+				return name
+			}
 		}
 	}
 	return ""
+}
+
+func onDataDir(target string) bool {
+	return slices.ContainsFunc(dataDirs, func(dir string) bool { return target == dir || strings.HasPrefix(target, dir+"/") })
 }

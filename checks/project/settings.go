@@ -30,7 +30,8 @@ type Settings struct {
 	HealthTimeout   Duration `json:"health-timeout,omitzero"`
 	MigrateTimeout  Duration `json:"migrate-timeout,omitzero"`
 	LockTimeout     Duration `json:"lock-timeout,omitzero"`
-	Keep            int      `json:"keep,omitempty"` // releases kept on the host
+	Keep            int      `json:"keep,omitempty"`    // releases kept on the host
+	Builder         string   `json:"builder,omitempty"` // host, local, or a buildkitd address
 }
 
 // Duration is a time.Duration written as in Go and in Compose: 90s, 2m.

@@ -28,6 +28,9 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 	o.migrate = gha.GetInput("migrate")
 	o.noRollback = gha.GetInput("no-rollback") == "true"
 	o.dryRun = gha.GetInput("dry-run") == "true"
+	o.builder = gha.GetInput("builder")
+	o.cacheFrom = list(gha.GetInput("cache-from"))
+	o.cacheTo = list(gha.GetInput("cache-to"))
 	o.trigger = "action"
 	if os.Getenv("GITHUB_EVENT_NAME") == "workflow_dispatch" {
 		o.trigger = "workflow_dispatch"

@@ -92,6 +92,9 @@ type deployOptions struct {
 	noRollback     bool
 	dryRun         bool
 	trigger        string
+	builder        string
+	cacheFrom      []string
+	cacheTo        []string
 }
 
 func newDeployCommand() *cobra.Command {
@@ -111,6 +114,12 @@ Hosts are deployed one at a time; the first failure stops the rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, o) },
 	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+// addFlags registers the deploy flags; rotate takes them too.
+func (o *deployOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.checkOptions.addFlags(f)
 	registerCheckCompletions(cmd)
@@ -123,9 +132,11 @@ Hosts are deployed one at a time; the first failure stops the rest.`,
 	f.IntVar(&o.keep, "keep", 0, "releases to keep on the host, the live one included (default 5)")
 	f.BoolVar(&o.noRollback, "no-rollback", false, "leave an unhealthy release running instead of rolling back (for debugging)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check and connect, change nothing")
+	f.StringVar(&o.builder, "builder", "", "where images are built: host (its BuildKit; the default), local (this machine's, then only missing layers are shipped), or a buildkitd address unix://… tcp://… docker-container://NAME")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "BuildKit cache to import, e.g. type=local,src=DIR or type=gha (repeatable)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "BuildKit cache to export, e.g. type=local,dest=DIR,mode=max or type=gha (repeatable)")
 	f.StringVar(&o.trigger, "trigger", "cli", "who asked for this deploy, recorded in the release")
 	_ = f.MarkHidden("trigger")
-	return cmd
 }
 
 func runDeploy(cmd *cobra.Command, o deployOptions) error {
@@ -170,10 +181,15 @@ func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
 		LockTimeout:    cmp.Or(o.lockTimeout, s.LockTimeout.Duration),
 		Keep:           cmp.Or(o.keep, s.Keep),
 		NoRollback:     o.noRollback, DryRun: o.dryRun,
+		Builder:   cmp.Or(o.builder, s.Builder),
+		CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
 		Checks: opts, Strict: o.strict,
 		Trigger: o.trigger, Commit: commit(),
 		Env:     p.EnvFileVars(),
 		Secrets: p.SecretValues(),
+	}
+	if isTerminal(cmd.OutOrStdout()) {
+		plan.Progress = cmd.OutOrStdout() // BuildKit's live display
 	}
 	if err := plan.Validate(); err != nil {
 		return nil, &exitError{code: exitConfig, err: err}

@@ -1,7 +1,14 @@
 // Command api is the demo stack's application: a small HTTP service with a
 // /health endpoint and a migrate mode, standing in for a real API so that
-// the deploy pipeline can be exercised end to end. Switches make it fail
-// on purpose:
+// the deploy pipeline can be exercised end to end.
+//
+// With RABBITMQ_URL set, serve keeps an AMQP connection to RabbitMQ open
+// (redialling every second while it is down), /health answers 503 with the
+// reason while it is not connected, POST /publish?queue=NAME stores the
+// body as a persistent message on a durable queue, and GET /queue?name=NAME
+// answers how many messages the queue holds.
+//
+// Switches make it fail on purpose:
 //
 //	FAIL_MIGRATION=1  migrate exits 1
 //	MIGRATE_SLEEP=5s  migrate takes that long first
@@ -14,6 +21,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,8 +32,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // release is set at build time, so a deploy can tell versions apart.
@@ -73,14 +85,29 @@ func serve() error {
 			os.Exit(1)
 		}()
 	}
+	var mq *broker
+	if url := os.Getenv("RABBITMQ_URL"); url != "" {
+		mq = &broker{url: url, down: errors.New("not connected yet")}
+		go mq.run(ctx)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		if os.Getenv("FAIL_HEALTH") == "1" {
 			http.Error(w, "unhealthy on purpose (FAIL_HEALTH)", http.StatusServiceUnavailable)
 			return
 		}
+		if mq != nil {
+			if _, err := mq.connection(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
+	if mq != nil {
+		mux.HandleFunc("POST /publish", mq.handlePublish)
+		mux.HandleFunc("GET /queue", mq.handleQueue)
+	}
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"service": "api", "release": version()})
@@ -98,6 +125,135 @@ func serve() error {
 		return err
 	}
 	return nil
+}
+
+// broker keeps one AMQP connection to RabbitMQ open. A wrong password is
+// a connection that never comes up, so the api is unhealthy until it does.
+type broker struct {
+	url  string
+	mu   sync.Mutex
+	conn *amqp.Connection
+	down error // why conn is nil
+}
+
+// run dials, waits for the connection to close, and dials again, once a
+// second while dialling fails, until ctx ends.
+func (b *broker) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		conn, err := amqp.Dial(b.url)
+		if err != nil {
+			b.set(nil, err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		b.set(conn, nil)
+		select {
+		case e := <-closed:
+			err = errors.New("connection closed")
+			if e != nil {
+				err = e
+			}
+			b.set(nil, err)
+		case <-ctx.Done():
+			_ = conn.Close()
+		}
+	}
+}
+
+// set records the connection or why there is none, logging only changes
+// (the URL holds the password, so it is never printed).
+func (b *broker) set(conn *amqp.Connection, down error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case conn != nil:
+		fmt.Println("rabbitmq: connected")
+	case b.conn != nil || b.down.Error() != down.Error():
+		fmt.Fprintf(os.Stderr, "rabbitmq: %v; retrying every second\n", down)
+	}
+	b.conn, b.down = conn, down
+}
+
+func (b *broker) connection() (*amqp.Connection, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == nil {
+		return nil, fmt.Errorf("rabbitmq: %w", b.down)
+	}
+	return b.conn, nil
+}
+
+// handlePublish stores the body on the durable queue named by ?queue=,
+// as a persistent message the broker has confirmed.
+func (b *broker) handlePublish(w http.ResponseWriter, r *http.Request) {
+	queue := r.URL.Query().Get("queue")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if queue == "" || err != nil {
+		http.Error(w, "POST /publish?queue=NAME with a body of at most 1 MiB", http.StatusBadRequest)
+		return
+	}
+	err = b.withChannel(func(ch *amqp.Channel) error {
+		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+			return err
+		}
+		if err := ch.Confirm(false); err != nil {
+			return err
+		}
+		msg := amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: r.Header.Get("Content-Type"), Body: body}
+		confirm, err := ch.PublishWithDeferredConfirmWithContext(r.Context(), "", queue, false, false, msg)
+		if err != nil {
+			return err
+		}
+		if ok, err := confirm.WaitContext(r.Context()); err != nil || !ok {
+			return cmp.Or(err, errors.New("the broker refused the message"))
+		}
+		return nil
+	})
+	reply(w, err, map[string]any{"queue": queue, "published": true})
+}
+
+// handleQueue answers how many ready messages the queue ?name= holds.
+func (b *broker) handleQueue(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	var q amqp.Queue
+	err := b.withChannel(func(ch *amqp.Channel) (err error) {
+		q, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		return err
+	})
+	reply(w, err, map[string]any{"queue": name, "messages": q.Messages})
+}
+
+// withChannel runs fn on a channel of its own: a failed AMQP method
+// closes the channel it ran on.
+func (b *broker) withChannel(fn func(*amqp.Channel) error) error {
+	conn, err := b.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	defer ch.Close()
+	return fn(ch)
+}
+
+// reply writes v as JSON, or err with a status that says whose fault it is.
+func reply(w http.ResponseWriter, err error, v any) {
+	var ae *amqp.Error
+	switch {
+	case errors.As(err, &ae) && ae.Code == amqp.NotFound:
+		http.Error(w, err.Error(), http.StatusNotFound)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(v)
+	}
 }
 
 func migrate() error {
@@ -123,9 +279,10 @@ func probe(args []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", args[0], resp.Status)
+		// The body says why, e.g. "rabbitmq: Exception (403) …".
+		return fmt.Errorf("%s answered %s: %s", args[0], resp.Status, bytes.TrimSpace(body))
 	}
 	return nil
 }
