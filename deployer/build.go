@@ -1,76 +1,220 @@
 package deployer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/moby/go-archive"
-	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/semalink/deploy-action/deployer/build"
+	"github.com/semalink/deploy-action/deployer/ship"
 )
 
-// engine is the part of the Docker Engine API the image steps use.
+// Where images are built (Plan.Builder).
+const (
+	BuilderHost  = "host"  // the host Engine's BuildKit: its cache persists there; nothing to ship
+	BuilderLocal = "local" // this machine's Engine's BuildKit, then only the missing layers are shipped
+	// Anything else is a standalone buildkitd address: unix://, tcp://,
+	// docker-container://NAME; its images go through this machine's Engine.
+)
+
+// engine is the part of the host's Docker Engine API the image steps use.
 type engine interface {
-	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImageTag(ctx context.Context, source, target string) error
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
+	ImageRemove(ctx context.Context, image string, options image.RemoveOptions) ([]image.DeleteResponse, error)
 }
 
-// pinImages makes sure every service's image is on the host and returns
-// the reference each service will run: a built image by a tag derived from
-// its content, a pulled image by its digest. A reference that only changes
-// when the content does keeps a no-op redeploy from recreating anything,
-// and lets a rollback run exactly what ran before.
-func pinImages(ctx context.Context, eng engine, p *types.Project, name, releaseID string, rep Reporter) (map[string]string, error) {
+// images makes sure every service's image is on the host and returns the
+// reference each will run: built ones by a tag derived from their content,
+// pulled ones by theirs. A reference that only changes when the content
+// does keeps a no-op redeploy from recreating anything, and lets a
+// rollback run exactly what ran before.
+func (t *target) images(ctx context.Context, rel *Release) (map[string]string, error) {
+	p := t.plan.Project.Compose
+	built, err := t.build(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	// The builds' own tags have served once the pinned ones keep the
+	// images (on this machine too, when it built them).
+	defer func() {
+		for _, svc := range p.ServiceNames() {
+			if p.Services[svc].Build == nil {
+				continue
+			}
+			for _, eng := range t.buildEngines {
+				_, _ = eng.ImageRemove(ctx, buildTag(t.plan.Name, svc, rel.ID), image.RemoveOptions{})
+			}
+		}
+		if t.local != nil {
+			t.local.Close()
+		}
+	}()
 	pinned := map[string]string{}
-	built := map[string]string{} // the same build (a migrate target of the api's context) runs once
 	for _, svc := range p.ServiceNames() {
 		s := p.Services[svc]
-		var (
-			id  string
-			err error
-		)
-		if s.Build != nil {
-			key, _ := json.Marshal(s.Build)
-			if id = built[string(key)]; id == "" {
-				id, err = buildImage(ctx, eng, name, svc, releaseID, s.Build, rep)
-				built[string(key)] = id
+		id, ok := built[svc]
+		if !ok {
+			if id, err = ensureImage(ctx, t.docker, s.Image, t.rep); err != nil {
+				return nil, fmt.Errorf("service %s: %w", svc, err)
 			}
-		} else {
-			id, err = ensureImage(ctx, eng, s.Image, rep)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", svc, err)
-		}
-		ref, err := pin(ctx, eng, name, svc, id)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", svc, err)
+		ref := fmt.Sprintf("%s-%s:%s", t.plan.Name, strings.ToLower(svc), strings.TrimPrefix(id, "sha256:")[:12])
+		if err := t.docker.ImageTag(ctx, id, ref); err != nil {
+			return nil, fmt.Errorf("service %s: tag %s: %w", svc, ref, err)
 		}
 		pinned[svc] = ref
-		rep.Printf("%s: %s", svc, ref)
+		t.rep.Printf("%s: %s", svc, ref)
 	}
 	return pinned, nil
 }
 
-// pin returns a stable reference for image id: <project>-<service>:<12 hex
-// of the ID>, tagged now.
-func pin(ctx context.Context, eng engine, project, service, id string) (string, error) {
-	ref := fmt.Sprintf("%s-%s:%s", project, strings.ToLower(service), strings.TrimPrefix(id, "sha256:")[:12])
-	if err := eng.ImageTag(ctx, id, ref); err != nil {
-		return "", fmt.Errorf("tag %s: %w", ref, err)
+// buildTag is what a build names its result until it is pinned.
+func buildTag(project, service, releaseID string) string {
+	return fmt.Sprintf("%s-%s:build-%s", project, strings.ToLower(service), releaseID)
+}
+
+// build builds every service with build: where the plan says, ships the
+// results to the host when they were built elsewhere, and returns the
+// image ID of each on the host. Services with the same build (an api and
+// its migrate target of one context) are built once.
+func (t *target) build(ctx context.Context, rel *Release) (map[string]string, error) {
+	p := t.plan.Project.Compose
+	var services []string
+	for _, svc := range p.ServiceNames() {
+		if p.Services[svc].Build != nil {
+			services = append(services, svc)
+		}
 	}
-	return ref, nil
+	if len(services) == 0 {
+		return nil, nil
+	}
+	b, local, err := t.builder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	t.buildEngines, t.local = []imageRemover{t.docker}, local
+	if local != nil {
+		t.buildEngines = append(t.buildEngines, local)
+	}
+	opts := build.Options{CacheFrom: t.plan.CacheFrom, CacheTo: t.plan.CacheTo, Progress: t.rep.Output(), Mode: "plain"}
+	if t.plan.Progress != nil {
+		opts.Progress, opts.Mode = t.plan.Progress, "auto"
+	}
+	ids := map[string]string{}
+	done := map[string]string{} // build config → image ID on the host
+	for _, svc := range services {
+		req, err := buildRequest(p, svc, buildTag(t.plan.Name, svc, rel.ID))
+		if err != nil {
+			return nil, err
+		}
+		key, _ := json.Marshal(p.Services[svc].Build)
+		if id, ok := done[string(key)]; ok {
+			ids[svc] = id
+			continue
+		}
+		res, err := b.Build(ctx, req, opts)
+		if err != nil {
+			return nil, err
+		}
+		id := res.ImageID
+		if local != nil && !t.plan.Local {
+			id, err = t.ship(ctx, local, req.Tag)
+			if err != nil {
+				return nil, fmt.Errorf("ship %s: %w", svc, err)
+			}
+		}
+		ids[svc], done[string(key)] = id, id
+	}
+	return ids, nil
+}
+
+// builder connects the BuildKit the plan names. For a builder other than
+// the host's, it also returns this machine's Engine, where the images land
+// before they are shipped.
+func (t *target) builder(ctx context.Context) (*build.Builder, *client.Client, error) {
+	switch t.plan.Builder {
+	case "", BuilderHost:
+		b, err := build.Engine(ctx, t.docker, build.WithName("the BuildKit of "+t.host.Name()))
+		return b, nil, err
+	}
+	local, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect this machine's Docker Engine: %w", err)
+	}
+	var b *build.Builder
+	if t.plan.Builder == BuilderLocal {
+		b, err = build.Engine(ctx, local, build.WithName("this machine's BuildKit"))
+	} else {
+		b, err = build.Dial(ctx, t.plan.Builder, build.WithLoad(build.EngineLoad(local)))
+	}
+	if err != nil {
+		local.Close()
+		return nil, nil, err
+	}
+	return b, local, nil
+}
+
+// ship sends an image built on this machine to the host: only the layers
+// the host lacks cross the connection.
+func (t *target) ship(ctx context.Context, local *client.Client, ref string) (string, error) {
+	stats, err := ship.Ship(ctx, local, t.docker, ref, ship.Options{})
+	if err != nil {
+		return "", err
+	}
+	t.rep.Printf("%s: sent %s of %s (%d of %d layers were on the host already) in %s",
+		ref, bytesSize(stats.Sent), bytesSize(stats.ImageSize), stats.Skipped, stats.Layers, stats.Took.Round(1e6))
+	img, err := t.docker.ImageInspect(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
+}
+
+// buildRequest turns a service's build: section into a build request.
+func buildRequest(p *types.Project, svc, tag string) (build.Request, error) {
+	b := p.Services[svc].Build
+	if strings.Contains(b.Context, "://") {
+		return build.Request{}, fmt.Errorf("service %s: build context %s: remote contexts are not supported; check the source out in CI and build from the directory", svc, b.Context)
+	}
+	req := build.Request{
+		Service: svc, Context: b.Context, Dockerfile: b.Dockerfile, Target: b.Target,
+		Labels: b.Labels, Tag: tag, NoCache: b.NoCache,
+		Args: map[string]string{}, Secrets: map[string]string{},
+	}
+	for _, k := range slices.Sorted(maps.Keys(b.Args)) {
+		if v := b.Args[k]; v != nil {
+			req.Args[k] = *v
+		}
+	}
+	for _, s := range b.Secrets {
+		def, ok := p.Secrets[s.Source]
+		id := s.Source
+		if s.Target != "" {
+			id = s.Target
+		}
+		switch {
+		case !ok:
+			return req, fmt.Errorf("service %s: build secret %s is not declared under the top-level secrets:", svc, s.Source)
+		case def.Environment != "":
+			req.Secrets[id] = "env:" + def.Environment
+		case def.File != "":
+			req.Secrets[id] = def.File
+		default:
+			return req, fmt.Errorf("service %s: build secret %s has neither file: nor environment:", svc, s.Source)
+		}
+	}
+	return req, nil
 }
 
 // ensureImage returns the ID of ref on the host, pulling it when missing.
@@ -87,7 +231,7 @@ func ensureImage(ctx context.Context, eng engine, ref string, rep Reporter) (str
 		return "", fmt.Errorf("pull %s: %w (the host must reach the registry; for a private one run docker login on the host)", ref, err)
 	}
 	defer rc.Close()
-	if err := readBuildStream(rc, io.Discard); err != nil {
+	if err := readStream(rc); err != nil {
 		return "", fmt.Errorf("pull %s: %w", ref, err)
 	}
 	img, err := eng.ImageInspect(ctx, ref)
@@ -97,69 +241,13 @@ func ensureImage(ctx context.Context, eng engine, ref string, rep Reporter) (str
 	return img.ID, nil
 }
 
-// buildImage builds a service on the host's Engine and returns the image ID.
-func buildImage(ctx context.Context, eng engine, project, service, releaseID string, b *types.BuildConfig, rep Reporter) (string, error) {
-	if strings.Contains(b.Context, "://") {
-		return "", fmt.Errorf("build context %s: remote contexts are not supported; check the source out in CI and build from the directory", b.Context)
-	}
-	excludes, err := dockerignore(b.Context)
-	if err != nil {
-		return "", err
-	}
-	tar, err := archive.TarWithOptions(b.Context, &archive.TarOptions{ExcludePatterns: excludes})
-	if err != nil {
-		return "", fmt.Errorf("pack build context %s: %w", b.Context, err)
-	}
-	defer tar.Close()
-	dockerfile := b.Dockerfile
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
-	}
-	tag := fmt.Sprintf("%s-%s:build-%s", project, strings.ToLower(service), releaseID)
-	resp, err := eng.ImageBuild(ctx, tar, build.ImageBuildOptions{
-		Tags: []string{tag}, Dockerfile: filepath.ToSlash(dockerfile), Target: b.Target,
-		BuildArgs: b.Args, Labels: b.Labels, NoCache: b.NoCache, Remove: true, ForceRemove: true,
-	})
-	if err != nil {
-		return "", fmt.Errorf("build: %w", err)
-	}
-	defer resp.Body.Close()
-	// The build's own output is shown when it fails, where it explains why.
-	var log bytes.Buffer
-	if err := readBuildStream(resp.Body, &log); err != nil {
-		lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-		rep.Output().Write([]byte(strings.Join(lines[max(0, len(lines)-30):], "\n") + "\n"))
-		return "", fmt.Errorf("build: %w (fix the Dockerfile and try again; nothing was deployed)", err)
-	}
-	img, err := eng.ImageInspect(ctx, tag)
-	if err != nil {
-		return "", fmt.Errorf("build: inspect the result: %w", err)
-	}
-	return img.ID, nil
-}
-
-func dockerignore(dir string) ([]string, error) {
-	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ignorefile.ReadAll(f)
-}
-
-// readBuildStream reads the Engine's JSON message stream, copying the
-// build's output to w and returning the error it ends with, if any.
-func readBuildStream(r io.Reader, w io.Writer) error {
+// readStream reads the Engine's JSON message stream to its end, returning
+// the error it ends with, if any.
+func readStream(r io.Reader) error {
 	dec := json.NewDecoder(r)
 	for {
 		var m struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
+			Error string `json:"error"`
 		}
 		if err := dec.Decode(&m); err == io.EOF {
 			return nil
@@ -169,16 +257,27 @@ func readBuildStream(r io.Reader, w io.Writer) error {
 		if m.Error != "" {
 			return errors.New(strings.TrimSpace(m.Error))
 		}
-		if m.Stream != "" {
-			io.WriteString(w, m.Stream)
-		}
 	}
+}
+
+type imageRemover interface {
+	ImageRemove(ctx context.Context, image string, options image.RemoveOptions) ([]image.DeleteResponse, error)
 }
 
 // removeImage drops a pinned tag no kept release uses. An image still in
 // use by a container stays: the Engine refuses, and that is what we want.
-func removeImage(ctx context.Context, eng interface {
-	ImageRemove(ctx context.Context, image string, options image.RemoveOptions) ([]image.DeleteResponse, error)
-}, ref string) {
+func removeImage(ctx context.Context, eng imageRemover, ref string) {
 	_, _ = eng.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+}
+
+func bytesSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

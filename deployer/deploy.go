@@ -112,6 +112,9 @@ type target struct {
 	docker  *client.Client
 	compose compose.CLI // without files: each release brings its own
 	rep     Reporter
+
+	buildEngines []imageRemover // where this deploy's builds left their tags
+	local        *client.Client // this machine's Engine, when it built the images
 }
 
 func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
@@ -160,7 +163,7 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 
 	done := rep.Step("images")
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
-	rel.Images, err = pinImages(bctx, t.docker, p.Project.Compose, p.Name, rel.ID, rep)
+	rel.Images, err = t.images(bctx, rel)
 	cancel()
 	done(err)
 	if err != nil {
@@ -378,20 +381,10 @@ func migrationID(p *types.Project, service, image string) string {
 }
 
 // upAndWait starts a release and waits until every long-running service is
-// healthy (or, without a healthcheck, stays up).
+// healthy (or, without a healthcheck, stays up). The wait runs alongside
+// up, so that a service is seen healthy on its own event even while up
+// still holds a dependent back for it (condition: service_healthy).
 func (t *target) upAndWait(ctx context.Context, id string) error {
-	w, err := health.Start(ctx, t.docker, t.plan.Name)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	upStart := time.Now()
-	upCtx, cancel := context.WithTimeout(ctx, upTimeout)
-	err = t.cli(id).Up(upCtx)
-	cancel()
-	if err != nil {
-		return err
-	}
 	rel, err := t.readRelease(ctx, id)
 	if err != nil {
 		return err
@@ -400,14 +393,49 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 	for _, s := range rel.Services {
 		services = append(services, health.Service{Name: s.Name, Healthcheck: s.Healthcheck, Replicas: s.Replicas})
 	}
-	_, err = w.Wait(ctx, services, health.Options{
+	w, err := health.Start(ctx, t.docker, t.plan.Name)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	upStart := time.Now()
+	upCtx, cancelUp := context.WithTimeout(ctx, upTimeout)
+	defer cancelUp()
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	upDone := make(chan struct{})
+	var upErr error
+	go func() {
+		defer close(upDone)
+		if upErr = t.cli(id).Up(upCtx); upErr != nil {
+			cancelWait()
+		}
+	}()
+	_, err = w.Wait(waitCtx, services, health.Options{
 		Timeout: t.plan.HealthTimeout,
 		Settle:  t.plan.Settle,
 		OnReady: func(r health.Result) {
 			t.rep.Printf("%s healthy, %s after up began", r.Service, time.Since(upStart).Round(time.Millisecond))
 		},
+		UpDone: upDone,
 	})
+	if err != nil {
+		// A rollback may come next: up is given time to end on its own
+		// (it sees a failed dependency within a second) rather than be cut
+		// off halfway through replacing a container, but not the minutes
+		// a crash-looping dependency, never "unhealthy" to it, would hold it.
+		const upGrace = 10 * time.Second
+		select {
+		case <-upDone:
+		case <-time.After(upGrace):
+			cancelUp()
+		}
+	}
+	<-upDone
 	var unhealthy *health.UnhealthyError
+	if upErr != nil && !errors.As(err, &unhealthy) {
+		return upErr // the wait was cancelled, or found nothing more precise
+	}
 	if errors.As(err, &unhealthy) && len(unhealthy.Logs) > 0 {
 		t.rep.Printf("last lines of %s:", unhealthy.Service)
 		out := t.rep.Output()

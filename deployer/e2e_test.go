@@ -478,3 +478,36 @@ func TestUnchangedMigrationIsNotRerun(t *testing.T) {
 		t.Errorf("a changed migration did not run: %v\n%s", err, out)
 	}
 }
+
+// TestLocalBuilderShips builds on this machine's BuildKit and ships the
+// result to the host over SSH. The host here is the same Engine, so what
+// this proves is the path end to end; package ship's tests prove the
+// layers it leaves out.
+func TestLocalBuilderShips(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+	p := s.plan([]remote.Config{host}, "RELEASE=v1")
+	p.Builder = deployer.BuilderLocal
+	out, err := s.deploy(t.Context(), p)
+	if err != nil {
+		t.Fatalf("deploy with --builder local: %v", err)
+	}
+	if !strings.Contains(out, "were on the host already") {
+		t.Errorf("no shipping reported:\n%s", out)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q, want v1", got)
+	}
+}
+
+func TestBuildFailureChangesNothing(t *testing.T) {
+	s := newStack(t)
+	must(t, os.WriteFile(filepath.Join(s.dir, "api", "Dockerfile"), []byte("FROM scratch\nCOPY missing-file /api\n"), 0o644))
+	_, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1"))
+	if err == nil || !strings.Contains(err.Error(), "api") {
+		t.Fatalf("deploy with a broken Dockerfile: %v", err)
+	}
+	if rel := s.releases(); len(rel) != 0 {
+		t.Errorf("a failed build left releases: %v", rel)
+	}
+}

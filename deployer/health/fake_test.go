@@ -176,3 +176,78 @@ func TestDieInTheCurrentRun(t *testing.T) {
 		t.Errorf("error %v, want api exited with code 137 (out of memory)", err)
 	}
 }
+
+// While up runs, a container that was there before it is one up may be
+// replacing or restarting: its stop is no failure and its health no
+// readiness. Once up has returned, its state then decides.
+func TestOldContainerDuringUp(t *testing.T) {
+	started := time.Now().Add(-time.Minute)
+	restarted := time.Now().Add(time.Second)
+	for _, tc := range []struct {
+		name  string
+		after container.State // once up has returned
+		want  string          // Wait's error
+	}{
+		{"restarted by up", container.State{Status: container.StateRunning, Running: true,
+			StartedAt: restarted.UTC().Format(time.RFC3339Nano), Health: &container.Health{Status: container.Healthy}}, ""},
+		{"left stopped by up", container.State{Status: container.StateExited, ExitCode: 137}, "api exited with code 137"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(started, container.Healthy)
+			w, err := health.Start(t.Context(), f, "p")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			upDone := make(chan struct{})
+			var mu sync.Mutex
+			var ready []health.Result
+			done := make(chan error, 1)
+			go func() {
+				_, err := w.Wait(t.Context(), []health.Service{{Name: "api", Healthcheck: true}}, health.Options{
+					Timeout: 10 * time.Second,
+					OnReady: func(r health.Result) { mu.Lock(); ready = append(ready, r); mu.Unlock() },
+					UpDone:  upDone,
+				})
+				done <- err
+			}()
+			<-f.opened
+			running := func(what string) {
+				t.Helper()
+				select {
+				case err := <-done:
+					t.Fatalf("Wait returned while up ran, %s: %v", what, err)
+				case <-time.After(200 * time.Millisecond):
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(ready) > 0 {
+					t.Fatalf("OnReady(%+v) while up ran, %s", ready, what)
+				}
+			}
+			running("the container before it healthy")
+			f.mu.Lock()
+			f.state = container.State{Status: container.StateExited, ExitCode: 137}
+			f.mu.Unlock()
+			f.stream(1).msgs <- ev(events.ActionDie, started.Add(30*time.Second), "exitCode", "137")
+			running("the container before it killed")
+
+			f.mu.Lock()
+			f.state = tc.after
+			f.mu.Unlock()
+			close(upDone)
+			err = <-done
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("error %v", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Errorf("error %v, want %s", err, tc.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tc.want == "" && len(ready) != 1 {
+				t.Errorf("OnReady %+v, want api once up has returned", ready)
+			}
+		})
+	}
+}

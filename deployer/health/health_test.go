@@ -35,8 +35,20 @@ func engine(t testing.TB) *client.Client {
 	return c
 }
 
-// deploy starts a Watch, runs compose up, and waits.
+// deploy starts a Watch and runs compose up and Wait side by side, as the
+// deployer does; up must succeed.
 func deploy(t testing.TB, ctx context.Context, eng health.Engine, c compose.CLI, services []health.Service, o health.Options) ([]health.Result, error) {
+	t.Helper()
+	r := deployAlong(t, ctx, eng, c, services, o)
+	if r.upErr != nil {
+		t.Fatal(r.upErr)
+	}
+	return r.results, r.err
+}
+
+// deployAfter starts a Watch, runs compose up, and waits once up has
+// returned.
+func deployAfter(t testing.TB, ctx context.Context, eng health.Engine, c compose.CLI, services []health.Service, o health.Options) ([]health.Result, error) {
 	t.Helper()
 	w, err := health.Start(ctx, eng, c.Project)
 	if err != nil {
@@ -47,6 +59,39 @@ func deploy(t testing.TB, ctx context.Context, eng health.Engine, c compose.CLI,
 		t.Fatal(err)
 	}
 	return w.Wait(ctx, services, o)
+}
+
+// deployment is how compose up and Wait, run side by side, ended.
+type deployment struct {
+	results      []health.Result
+	err          error // Wait's
+	upErr        error
+	upReturned   time.Time
+	waitReturned time.Time
+}
+
+// deployAlong starts a Watch, then runs compose up and Wait side by side
+// (Options.UpDone), and returns once both have.
+func deployAlong(t testing.TB, ctx context.Context, eng health.Engine, c compose.CLI, services []health.Service, o health.Options) deployment {
+	t.Helper()
+	w, err := health.Start(ctx, eng, c.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var d deployment
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		d.upErr = c.Up(ctx)
+		d.upReturned = time.Now()
+	}()
+	o.UpDone = upDone
+	results, err := w.Wait(ctx, services, o)
+	waitReturned := time.Now()
+	<-upDone
+	d.results, d.err, d.waitReturned = results, err, waitReturned
+	return d
 }
 
 // The test image's HEALTHCHECK probes every 500ms, three failures in a row
@@ -68,31 +113,48 @@ services:
       disable: true
 `
 
+// deployers are the two ways to call Wait: alongside up, as the deployer
+// does, and once up has returned.
+var deployers = []struct {
+	name   string
+	deploy func(testing.TB, context.Context, health.Engine, compose.CLI, []health.Service, health.Options) ([]health.Result, error)
+}{
+	{"alongside up", deploy},
+	{"after up", deployAfter},
+}
+
 func TestHealthy(t *testing.T) {
 	eng := engine(t)
-	c := composetest.Project(t, healthyProject)
-	ready := map[string]time.Duration{}
-	start := time.Now()
-	results, err := deploy(t, t.Context(), eng, c, []health.Service{
-		{Name: "api"}, // the image's healthcheck, which the caller may not know of
-		{Name: "web", Healthcheck: true, Replicas: 2},
-		{Name: "worker", Healthcheck: false},
-	}, health.Options{Settle: time.Second, OnReady: func(r health.Result) { ready[r.Service] = time.Since(start) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("all ready in %s: %+v", time.Since(start).Round(time.Millisecond), results)
-	want := map[string]string{"api": "healthy", "web": "healthy", "worker": "running for 1s"}
-	for _, r := range results {
-		if !r.Healthy || r.Reason != want[r.Service] {
-			t.Errorf("%s: healthy %v, reason %q, want %q", r.Service, r.Healthy, r.Reason, want[r.Service])
-		}
-	}
-	if len(ready) != 3 {
-		t.Errorf("OnReady for %v, want api, web and worker", ready)
-	}
-	if ready["worker"] < time.Second {
-		t.Errorf("worker ready %s after up began, before it can have run for Settle", ready["worker"])
+	for _, d := range deployers {
+		t.Run(d.name, func(t *testing.T) {
+			c := composetest.Project(t, healthyProject)
+			var mu sync.Mutex
+			ready := map[string]time.Duration{}
+			start := time.Now()
+			results, err := d.deploy(t, t.Context(), eng, c, []health.Service{
+				{Name: "api"}, // the image's healthcheck, which the caller may not know of
+				{Name: "web", Healthcheck: true, Replicas: 2},
+				{Name: "worker", Healthcheck: false},
+			}, health.Options{Settle: time.Second, OnReady: func(r health.Result) { mu.Lock(); ready[r.Service] = time.Since(start); mu.Unlock() }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("all ready in %s: %+v", time.Since(start).Round(time.Millisecond), results)
+			want := map[string]string{"api": "healthy", "web": "healthy", "worker": "running for 1s"}
+			for _, r := range results {
+				if !r.Healthy || r.Reason != want[r.Service] {
+					t.Errorf("%s: healthy %v, reason %q, want %q", r.Service, r.Healthy, r.Reason, want[r.Service])
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ready) != 3 {
+				t.Errorf("OnReady for %v, want api, web and worker", ready)
+			}
+			if ready["worker"] < time.Second {
+				t.Errorf("worker ready %s after up began, before it can have run for Settle", ready["worker"])
+			}
+		})
 	}
 }
 
@@ -174,21 +236,49 @@ func TestNoopUpIsQuick(t *testing.T) {
 	}
 	before := containerIDs(t, eng, c.Project)
 
-	start := time.Now()
-	results, err := deploy(t, t.Context(), eng, c, services, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
-	t.Logf("no-op up and wait: %s", took.Round(time.Millisecond))
-	if after := containerIDs(t, eng, c.Project); !slices.Equal(before, after) {
-		t.Fatalf("compose recreated containers: %q, then %q", before, after)
-	}
-	for _, r := range results {
-		if !r.Healthy || r.Took > 500*time.Millisecond {
-			t.Errorf("%s: healthy %v after %s, want at once", r.Service, r.Healthy, r.Took)
+	t.Run("after up", func(t *testing.T) {
+		start := time.Now()
+		results, err := deployAfter(t, t.Context(), eng, c, services, o)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		took := time.Since(start)
+		t.Logf("no-op up and wait: %s", took.Round(time.Millisecond))
+		if after := containerIDs(t, eng, c.Project); !slices.Equal(before, after) {
+			t.Fatalf("compose recreated containers: %q, then %q", before, after)
+		}
+		for _, r := range results {
+			if !r.Healthy || r.Took > 500*time.Millisecond {
+				t.Errorf("%s: healthy %v after %s, want at once", r.Service, r.Healthy, r.Took)
+			}
+		}
+	})
+
+	// Up recreated nothing: the containers that were there count, once up
+	// has returned.
+	t.Run("alongside up", func(t *testing.T) {
+		var mu sync.Mutex
+		ready := map[string]time.Time{}
+		o := o
+		o.OnReady = func(r health.Result) { mu.Lock(); ready[r.Service] = time.Now(); mu.Unlock() }
+		start := time.Now()
+		d := deployAlong(t, t.Context(), eng, c, services, o)
+		if d.upErr != nil || d.err != nil {
+			t.Fatalf("up: %v; wait: %v", d.upErr, d.err)
+		}
+		t.Logf("no-op up %s, wait returned %s after it", d.upReturned.Sub(start).Round(time.Millisecond), d.waitReturned.Sub(d.upReturned).Round(time.Millisecond))
+		if after := containerIDs(t, eng, c.Project); !slices.Equal(before, after) {
+			t.Fatalf("compose recreated containers: %q, then %q", before, after)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range d.results {
+			at := ready[r.Service]
+			if !r.Healthy || at.Before(d.upReturned) || at.Sub(d.upReturned) > 500*time.Millisecond {
+				t.Errorf("%s: healthy %v, ready %s after up returned, want at once and not before", r.Service, r.Healthy, at.Sub(d.upReturned))
+			}
+		}
+	})
 }
 
 func TestTimeoutAndCancel(t *testing.T) {
@@ -338,4 +428,163 @@ func BenchmarkReadyLatency(b *testing.B) {
 		total += readyLatency(b, eng, c, "gen"+string(rune('a'+i%26))+time.Now().Format("150405.000"))
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-event-to-ready")
+}
+
+// alongsideProject's proxy is started by compose only once api and slow
+// are healthy. Slow's first check comes 3s after it starts, so up returns
+// seconds after the api is healthy. While up recreates the api, it stops
+// the proxy and starts it again at the end (restart: true). Stopped with
+// SIGKILL, a container that up replaces or stops dies with code 137, as a
+// crash would.
+const alongsideProject = `
+services:
+  api:
+    image: ${IMAGE}
+    stop_signal: SIGKILL
+    environment:
+      GENERATION: ${GENERATION:-0}
+      FAIL_HEALTH: ${FAIL_HEALTH:-0}
+  slow:
+    image: ${IMAGE}
+    stop_signal: SIGKILL
+    environment:
+      GENERATION: ${GENERATION:-0}
+    healthcheck:
+      test: ["CMD", "/api", "probe", "http://127.0.0.1:3000/health"]
+      interval: 3s
+  proxy:
+    image: ${IMAGE}
+    stop_signal: SIGKILL
+    healthcheck:
+      disable: true
+    depends_on:
+      api:
+        condition: service_healthy
+        restart: true
+      slow:
+        condition: service_healthy
+`
+
+// TestAlongsideUp runs Wait alongside an up that blocks on the api's
+// health for a dependent: the api is reported on its own event, before up
+// returns, while the containers up stops or replaces are not reported and
+// do not fail the wait.
+func TestAlongsideUp(t *testing.T) {
+	eng := engine(t)
+	c := composetest.Project(t, alongsideProject)
+	services := []health.Service{{Name: "api", Healthcheck: true}, {Name: "slow", Healthcheck: true}, {Name: "proxy"}}
+	o := health.Options{Timeout: time.Minute, Settle: time.Second}
+	t.Setenv("GENERATION", "a")
+	t.Setenv("FAIL_HEALTH", "0")
+	if _, err := deploy(t, t.Context(), eng, c, services, o); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("recreate", func(t *testing.T) {
+		before := serviceIDs(t, eng, c.Project)
+		deaths := recordDeaths(t, eng, c.Project)
+		var mu sync.Mutex
+		ready := map[string]time.Time{}
+		o := o
+		o.OnReady = func(r health.Result) { mu.Lock(); ready[r.Service] = time.Now(); mu.Unlock() }
+		t.Setenv("GENERATION", "b")
+		start := time.Now()
+		d := deployAlong(t, t.Context(), eng, c, services, o)
+		if d.upErr != nil || d.err != nil {
+			t.Fatalf("up: %v; wait: %v", d.upErr, d.err)
+		}
+		after := serviceIDs(t, eng, c.Project)
+		if after["api"] == before["api"] || after["proxy"] != before["proxy"] {
+			t.Fatalf("containers %v, then %v: want the api recreated and the proxy kept", before, after)
+		}
+		for _, r := range d.results {
+			if !r.Healthy {
+				t.Errorf("%s: %s", r.Service, r.Reason)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("api ready %s after up began; up returned %s after it; wait %s after that",
+			ready["api"].Sub(start).Round(time.Millisecond), d.upReturned.Sub(ready["api"]).Round(time.Millisecond),
+			d.waitReturned.Sub(d.upReturned).Round(time.Millisecond))
+		if !ready["api"].Before(d.upReturned) {
+			t.Errorf("api ready %s after up returned, want before: up waited for it to be healthy", ready["api"].Sub(d.upReturned))
+		}
+		// What the wait had to let pass: the old api and the proxy killed
+		// by up while it ran.
+		died := deaths()
+		for _, svc := range []string{"api", "proxy"} {
+			at, ok := died[before[svc]]
+			if !ok || !at.Before(d.upReturned) {
+				t.Errorf("the old %s did not die while up ran (deaths %v)", svc, died)
+			}
+		}
+	})
+
+	// The old api is healthy and the new one is not: the service fails,
+	// and is never reported ready on the old container's health.
+	t.Run("new unhealthy", func(t *testing.T) {
+		var mu sync.Mutex
+		var ready []string
+		o := o
+		o.OnReady = func(r health.Result) { mu.Lock(); ready = append(ready, r.Service); mu.Unlock() }
+		t.Setenv("GENERATION", "c")
+		t.Setenv("FAIL_HEALTH", "1")
+		start := time.Now()
+		d := deployAlong(t, t.Context(), eng, c, services, o)
+		t.Logf("wait failed after %s: %v; up returned %s after that: %v", d.waitReturned.Sub(start).Round(time.Millisecond),
+			d.err, d.upReturned.Sub(d.waitReturned).Round(time.Millisecond), d.upErr)
+		var ue *health.UnhealthyError
+		if !errors.As(d.err, &ue) || !strings.HasPrefix(d.err.Error(), "api unhealthy: last check said: api: http://127.0.0.1:3000/health answered 503") {
+			t.Errorf("error %v, want the new api's failed check", d.err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.Contains(ready, "api") {
+			t.Error("OnReady for the api, whose only healthy container was the one being replaced")
+		}
+	})
+}
+
+// serviceIDs maps each service of the project to its container's ID.
+func serviceIDs(t *testing.T, eng *client.Client, project string) map[string]string {
+	t.Helper()
+	list, err := eng.ContainerList(t.Context(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, c := range list {
+		ids[c.Labels["com.docker.compose.service"]] = c.ID
+	}
+	return ids
+}
+
+// recordDeaths records the project's die events until the returned func
+// is called, which returns when each container died.
+func recordDeaths(t *testing.T, eng *client.Client, project string) func() map[string]time.Time {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	msgs, errs := eng.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+project), filters.Arg("event", "die"))})
+	died := map[string]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-msgs:
+				died[m.Actor.ID] = time.Unix(0, m.TimeNano)
+			case <-errs:
+				return
+			}
+		}
+	}()
+	return func() map[string]time.Time {
+		time.Sleep(100 * time.Millisecond) // for the last events to arrive
+		cancel()
+		<-done
+		return died
+	}
 }

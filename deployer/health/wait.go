@@ -36,14 +36,23 @@ type Service struct {
 
 // Options tune Wait.
 type Options struct {
-	// Timeout is how long each service has to become ready, from the start
-	// of Wait; default DefaultTimeout.
+	// Timeout is how long each service has to become ready once up has
+	// returned (from the start of Wait, without UpDone); default
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Settle is how long a container without a healthcheck must stay
 	// running, without a restart, to be ready; default DefaultSettle.
 	Settle time.Duration
 	// OnReady, if set, is called as each service becomes ready.
 	OnReady func(Result)
+	// UpDone, if set, lets Wait run while `compose up` does: close it once
+	// up has returned. Until then only the containers created since Start
+	// count: a service is ready as soon as its new containers are, and
+	// their failures fail it at once, while the containers that were there
+	// before (which up may be stopping to replace) are judged only by
+	// their state once up has returned. Without it, up has returned
+	// before Wait is called.
+	UpDone <-chan struct{}
 }
 
 // Result is how one service ended.
@@ -73,9 +82,12 @@ const logLines = 20
 // the one that failed), and for a failure or a timeout an *UnhealthyError.
 // A cancelled ctx returns ctx.Err(), wrapped.
 //
-// Call it after `compose up` has returned: the project's containers at
-// that point are the ones waited for. A service that becomes ready is
-// still watched until Wait returns; one Wait at a time per Watch.
+// Call it after `compose up` has returned, or while up runs with
+// Options.UpDone: the project's containers once up has returned are the
+// ones waited for, but a service whose new containers are ready before
+// that is reported at once. A service that becomes ready is still watched
+// until Wait returns, which is never before up has; one Wait at a time
+// per Watch.
 func (w *Watch) Wait(ctx context.Context, services []Service, o Options) ([]Result, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -91,7 +103,9 @@ func (w *Watch) Wait(ctx context.Context, services []Service, o Options) ([]Resu
 		ctrs:   map[string]*ctr{},
 		gone:   map[string]bool{},
 	}
-	wt.deadline = wt.begin.Add(o.Timeout)
+	if o.UpDone == nil {
+		wt.upReturned(wt.begin)
+	}
 	for _, s := range services {
 		sv := &service{Service: s}
 		wt.svcs = append(wt.svcs, sv)
@@ -107,7 +121,9 @@ func (w *Watch) Wait(ctx context.Context, services []Service, o Options) ([]Resu
 type waiter struct {
 	w               *Watch
 	o               Options
-	begin, deadline time.Time
+	begin, deadline time.Time // no deadline until up has returned
+	returned        bool      // up has returned
+	settled         bool      // and the containers have been looked at since
 	svcs            []*service
 	byName          map[string]*service
 	ctrs            map[string]*ctr
@@ -127,6 +143,7 @@ type service struct {
 type ctr struct {
 	id, name  string
 	svc       *service
+	old       bool // it was there before up, which may replace it
 	health    bool // it has a healthcheck
 	tty       bool
 	restarts  int   // its restart count when the deploy started
@@ -145,13 +162,21 @@ func (wt *waiter) run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if !wt.returned {
+			select {
+			case <-wt.o.UpDone:
+				wt.upReturned(time.Now())
+			default:
+			}
+		}
 		evs, resyncs, streamErr := wt.w.next(wt.cursor)
 		wt.cursor += len(evs)
-		if first || resyncs != wt.resyncs || !time.Now().Before(wt.nextPoll) {
+		settle := wt.returned && !wt.settled
+		if first || settle || resyncs != wt.resyncs || !time.Now().Before(wt.nextPoll) {
 			wt.resyncs = resyncs
 			// After the first look a failing poll is left to the next one:
 			// the event stream is the main source, and it fails loudly.
-			if err := wt.resync(ctx); err != nil && first {
+			if err := wt.resync(ctx, settle); err != nil && first {
 				return fmt.Errorf("wait for health: %w", err)
 			}
 			wt.nextPoll = time.Now().Add(pollEvery)
@@ -168,36 +193,57 @@ func (wt *waiter) run(ctx context.Context) error {
 		if streamErr != nil {
 			return fmt.Errorf("wait for health: %w", streamErr)
 		}
+		var upDone <-chan struct{} // nil, which never fires, once up has returned
+		if !wt.returned {
+			upDone = wt.o.UpDone
+		}
 		timer.Reset(time.Until(wt.wakeAt()))
 		select {
 		case <-ctx.Done():
 		case <-wt.w.wake:
+		case <-upDone:
 		case <-timer.C:
 		}
 	}
 }
 
+// upReturned starts the clock on the services that are not ready yet; the
+// next look at the containers settles what up left.
+func (wt *waiter) upReturned(at time.Time) {
+	wt.returned = true
+	wt.deadline = at.Add(wt.o.Timeout)
+}
+
 // resync lists the project's containers and inspects those of services
 // that are not ready yet: the first look, and the fallback for lost events.
-func (wt *waiter) resync(ctx context.Context) error {
+// To settle is the first look after up has returned: every container is
+// inspected, and from then on the old ones are judged like the new.
+func (wt *waiter) resync(ctx context.Context, settle bool) error {
 	list, err := wt.w.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: projectFilter(wt.w.project)})
 	if err != nil {
 		return fmt.Errorf("list %s's containers: %w", wt.w.project, err)
 	}
 	present := map[string]bool{}
 	for _, s := range list {
+		present[s.ID] = true
+	}
+	// Before settling, so that an old container up has removed is not
+	// taken for a failure.
+	for id, c := range wt.ctrs {
+		if !present[id] && !wt.gone[id] {
+			wt.removed(c)
+		}
+	}
+	if settle {
+		wt.settled = true
+	}
+	for _, s := range list {
 		sv := wt.byName[s.Labels[labelService]]
 		if sv == nil {
 			continue
 		}
-		present[s.ID] = true
-		if c := wt.ctrs[s.ID]; c == nil || sv.result == nil {
+		if c := wt.ctrs[s.ID]; c == nil || sv.result == nil || settle {
 			wt.inspect(ctx, s.ID, sv)
-		}
-	}
-	for id, c := range wt.ctrs {
-		if !present[id] && !wt.gone[id] {
-			wt.removed(c)
 		}
 	}
 	return nil
@@ -218,7 +264,7 @@ func (wt *waiter) inspect(ctx context.Context, id string, sv *service) {
 	}
 	c := wt.ctrs[id]
 	if c == nil {
-		c = &ctr{id: id, name: strings.TrimPrefix(in.Name, "/"), svc: sv, restarts: wt.w.restarts[id]}
+		c = &ctr{id: id, svc: sv, old: wt.w.existing[id], restarts: wt.w.restarts[id]}
 		if in.Config != nil {
 			c.tty = in.Config.Tty
 			hc := in.Config.Healthcheck
@@ -226,6 +272,7 @@ func (wt *waiter) inspect(ctx context.Context, id string, sv *service) {
 		}
 		wt.ctrs[id] = c
 	}
+	c.name = strings.TrimPrefix(in.Name, "/") // up creates a replacement under a temporary name
 	st := in.State
 	if in.RestartCount > c.restarts {
 		wt.failed(c, "restarted")
@@ -233,6 +280,7 @@ func (wt *waiter) inspect(ctx context.Context, id string, sv *service) {
 	}
 	switch {
 	case st.Restarting:
+		c.running = false
 		wt.failed(c, fmt.Sprintf("is restarting after exiting with code %d", st.ExitCode))
 	case st.Running:
 		started := parseTime(st.StartedAt)
@@ -255,6 +303,7 @@ func (wt *waiter) inspect(ctx context.Context, id string, sv *service) {
 			}
 		}
 	case st.Status == container.StateExited || st.Status == container.StateDead:
+		c.running = false
 		wt.failed(c, exited(st.ExitCode, st.OOMKilled))
 	}
 }
@@ -263,6 +312,9 @@ func (wt *waiter) inspect(ctx context.Context, id string, sv *service) {
 // container's current run, so that what happened before it (a restart by
 // compose itself during up, say) is not taken for a failure.
 func (wt *waiter) apply(ctx context.Context, e event) {
+	if wt.gone[e.Actor.ID] {
+		return
+	}
 	c := wt.ctrs[e.Actor.ID]
 	if c == nil {
 		// A container that appeared after the first look.
@@ -310,10 +362,15 @@ func (wt *waiter) removed(c *ctr) {
 	wt.failed(c, "container "+c.name+" was removed")
 }
 
-// failed records the first failure of a container's service.
+// failed records the first failure of a container's service. An old
+// container that stops or goes while up runs is being replaced or
+// restarted by up: only its state once up has returned counts.
 func (wt *waiter) failed(c *ctr, reason string) {
 	sv := c.svc
 	if sv.result != nil && !sv.result.Healthy {
+		return
+	}
+	if c.old && !wt.settled {
 		return
 	}
 	sv.result = &Result{Service: sv.Name, Took: time.Since(wt.begin), Reason: reason}
@@ -341,7 +398,7 @@ func (wt *waiter) check(ctx context.Context) error {
 			}
 		}
 	}
-	if now.Before(wt.deadline) {
+	if wt.deadline.IsZero() || now.Before(wt.deadline) {
 		return nil
 	}
 	for _, sv := range wt.svcs {
@@ -368,8 +425,13 @@ func (wt *waiter) containers(sv *service) []*ctr {
 }
 
 // ready reports whether all of a service's containers are ready, and how.
+// While up runs only the containers it created count, so that one it is
+// about to replace is never taken for the service.
 func (wt *waiter) ready(sv *service, now time.Time) (string, bool) {
 	cs := wt.containers(sv)
+	if !wt.settled {
+		cs = slices.DeleteFunc(cs, func(c *ctr) bool { return c.old })
+	}
 	if len(cs) < max(sv.Replicas, 1) {
 		return "", false
 	}
@@ -419,6 +481,9 @@ func (wt *waiter) late(ctx context.Context, sv *service) (string, *ctr) {
 }
 
 func (wt *waiter) allReady() bool {
+	if !wt.settled {
+		return false
+	}
 	for _, sv := range wt.svcs {
 		if sv.result == nil || !sv.result.Healthy {
 			return false
@@ -430,9 +495,9 @@ func (wt *waiter) allReady() bool {
 // wakeAt is when Wait must look again without an event: the deadline, the
 // next poll, or the moment a settling container has run long enough.
 func (wt *waiter) wakeAt() time.Time {
-	at := wt.deadline
-	if wt.nextPoll.Before(at) {
-		at = wt.nextPoll
+	at := wt.nextPoll
+	if !wt.deadline.IsZero() && wt.deadline.Before(at) {
+		at = wt.deadline
 	}
 	now := time.Now()
 	for _, c := range wt.ctrs {

@@ -40,7 +40,8 @@ type Watch struct {
 	project  string
 	started  time.Time
 	cancel   context.CancelFunc
-	done     chan struct{} // closed when the stream has ended
+	done     chan struct{}   // closed when the stream has ended
+	existing map[string]bool // the containers there were at Start
 	restarts map[string]int
 
 	mu      sync.Mutex
@@ -59,8 +60,9 @@ type event struct {
 }
 
 // Start subscribes to the project's container events and records the
-// restart counts of its existing containers. Call it before `compose up`
-// so that Wait sees everything up does.
+// project's existing containers and their restart counts. Call it before
+// `compose up` so that Wait sees everything up does, and can tell the
+// containers up creates from those it may replace.
 func Start(ctx context.Context, eng Engine, project string) (*Watch, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	w := &Watch{
@@ -69,6 +71,7 @@ func Start(ctx context.Context, eng Engine, project string) (*Watch, error) {
 		started:  time.Now(),
 		cancel:   cancel,
 		done:     make(chan struct{}),
+		existing: map[string]bool{},
 		restarts: map[string]int{},
 		keys:     map[string]bool{},
 		wake:     make(chan struct{}, 1),
@@ -88,6 +91,7 @@ func Start(ctx context.Context, eng Engine, project string) (*Watch, error) {
 	// A restart count that grows during the deploy is a crash, but a
 	// container that compose leaves alone may have restarted long before.
 	for _, c := range list {
+		w.existing[c.ID] = true
 		in, err := eng.ContainerInspect(ctx, c.ID)
 		if err == nil {
 			w.restarts[c.ID] = in.RestartCount
