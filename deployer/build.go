@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/image"
@@ -168,7 +169,14 @@ func (t *target) builder(ctx context.Context) (*build.Builder, *client.Client, e
 // ship sends an image built on this machine to the host: only the layers
 // the host lacks cross the connection.
 func (t *target) ship(ctx context.Context, local *client.Client, ref string) (string, error) {
-	stats, err := ship.Ship(ctx, local, t.docker, ref, ship.Options{})
+	var last time.Time
+	stats, err := ship.Ship(ctx, local, t.docker, ref, ship.Options{Progress: func(p ship.Progress) {
+		if time.Since(last) < 2*time.Second {
+			return
+		}
+		last = time.Now()
+		t.rep.Printf("%s: sent %s of about %s, %s/s, %s left", ref, bytesSize(p.Sent), bytesSize(p.Total), bytesSize(int64(p.Rate)), p.Left.Round(time.Second))
+	}})
 	if err != nil {
 		return "", err
 	}

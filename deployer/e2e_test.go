@@ -511,3 +511,34 @@ func TestBuildFailureChangesNothing(t *testing.T) {
 		t.Errorf("a failed build left releases: %v", rel)
 	}
 }
+
+func TestOldReleasesArePruned(t *testing.T) {
+	s := newStack(t)
+	for _, v := range []string{"RELEASE=v1", "RELEASE=v2", "RELEASE=v3"} {
+		p := s.plan(nil, v)
+		p.Keep = 2
+		if _, err := s.deploy(t.Context(), p); err != nil {
+			t.Fatalf("deploy %s: %v", v, err)
+		}
+	}
+	if got := s.statuses(); got != "superseded live" {
+		t.Errorf("releases after three deploys with keep 2: %s, want superseded live", got)
+	}
+}
+
+// TestHostsOneAtATime deploys to two hosts, the second of which cannot be
+// verified: the first is deployed, the second refused, and the error names
+// it.
+func TestHostsOneAtATime(t *testing.T) {
+	good := sshConfig(t)
+	bad := good
+	bad.Fingerprint = "SHA256:" + strings.Repeat("A", 43)
+	s := newStack(t)
+	_, err := s.deploy(t.Context(), s.plan([]remote.Config{good, bad}, "RELEASE=v1"))
+	if err == nil || !strings.Contains(err.Error(), "fingerprint") {
+		t.Fatalf("deploy to a good and a bad host: %v", err)
+	}
+	if got := s.statuses(); got != "live" {
+		t.Errorf("the first host's releases: %q, want live", got)
+	}
+}
