@@ -113,7 +113,6 @@ type target struct {
 	compose compose.CLI // without files: each release brings its own
 	rep     Reporter
 
-	releaseID    string         // the release being deployed, once named
 	buildEngines []imageRemover // where this deploy's builds left their tags
 	local        *client.Client // this machine's Engine, when it built the images
 }
@@ -141,14 +140,14 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 			return err
 		}
 	}
-	// The release is named before the lock, so that a deploy waiting for
-	// this one can say which release it waits for.
-	t.releaseID = newReleaseID(p.Now(), p.Commit)
 	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	// Named once the lock is ours: release IDs sort in the order the
+	// releases were deployed.
+	id := newReleaseID(p.Now(), p.Commit)
 
 	prev, err := t.current(ctx)
 	if err != nil {
@@ -162,7 +161,7 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 		return nil
 	}
 
-	rel := &Release{ID: t.releaseID, Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
+	rel := &Release{ID: id, Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 
 	done := rep.Step("images")
@@ -245,7 +244,7 @@ func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target
 func (t *target) lock(ctx context.Context) (func(), error) {
 	p, rep := t.plan, t.rep
 	done := rep.Step("lock")
-	holder, _ := json.Marshal(map[string]any{"release": t.releaseID, "host": hostname(), "trigger": p.Trigger, "commit": p.Commit, "since": p.Now().UTC()})
+	holder, _ := json.Marshal(map[string]any{"host": hostname(), "trigger": p.Trigger, "commit": p.Commit, "since": p.Now().UTC()})
 	lock, err := t.host.Lock(ctx, path.Join(p.projectDir(), "deploy.lock"), holder, p.LockTimeout, func(by []byte) {
 		rep.Printf("another deploy holds the lock: %s; waiting up to %s", describeHolder(by), p.LockTimeout)
 	})

@@ -82,12 +82,13 @@ func hashWith(salt []byte, value string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// newReleaseID sorts by time: 20261125-201502-3f2a9c1-7c1e with the
-// commit, 20261125-201502-7c1e without.
+// newReleaseID sorts by time, to the millisecond:
+// 20261125-201502.318-3f2a9c1-7c1e with the commit, 20261125-201502.318-7c1e
+// without.
 //
 // The random part keeps two deploys of one commit in the same second apart.
 func newReleaseID(now time.Time, commit string) string {
-	id := now.UTC().Format("20060102-150405")
+	id := now.UTC().Format("20060102-150405.000")
 	if len(commit) >= 7 {
 		id += "-" + commit[:7]
 	}
