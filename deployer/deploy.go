@@ -127,11 +127,11 @@ func (t *target) cli(id string) compose.CLI {
 }
 
 func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
-	t, info, err := inspect(ctx, p, h, rep)
+	t, info, end, err := session(ctx, p, h, rep)
 	if err != nil {
 		return err
 	}
-	defer t.docker.Close()
+	defer end()
 	// With the host's memory known, the limits can be checked against it.
 	if p.Checks.HostMemory == 0 && info.MemTotal > 0 {
 		opts := p.Checks
@@ -140,11 +140,6 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 			return err
 		}
 	}
-	unlock, err := t.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	// Named once the lock is ours: release IDs sort in the order the
 	// releases were deployed.
 	id := newReleaseID(p.Now(), p.Commit)
@@ -237,6 +232,20 @@ func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target
 	}()
 	done(err)
 	return t, info, err
+}
+
+// session inspects the host and takes the project's deploy lock; end
+// releases the lock and the Engine connection.
+func session(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (t *target, info system.Info, end func(), err error) {
+	if t, info, err = inspect(ctx, p, h, rep); err != nil {
+		return nil, info, nil, err
+	}
+	unlock, err := t.lock(ctx)
+	if err != nil {
+		t.docker.Close()
+		return nil, info, nil, err
+	}
+	return t, info, func() { unlock(); t.docker.Close() }, nil
 }
 
 // lock takes the project's deploy lock on the host, waiting for another

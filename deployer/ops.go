@@ -58,16 +58,11 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 	}
 	rep = redact(rep, p.Secrets)
 	return eachHost(ctx, p, rep, func(h remote.Host) error {
-		t, _, err := inspect(ctx, p, h, rep)
+		t, _, end, err := session(ctx, p, h, rep)
 		if err != nil {
 			return err
 		}
-		defer t.docker.Close()
-		unlock, err := t.lock(ctx)
-		if err != nil {
-			return err
-		}
-		defer unlock()
+		defer end()
 		cur, err := t.current(ctx)
 		if err != nil {
 			return err

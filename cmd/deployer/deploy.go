@@ -144,8 +144,12 @@ func runDeploy(cmd *cobra.Command, o deployOptions) error {
 	if err != nil {
 		return err
 	}
-	rep := &deployer.TextReporter{W: cmd.OutOrStdout()}
-	err = deployer.Run(cmd.Context(), plan, rep)
+	return deployFailed(deployer.Run(cmd.Context(), plan, &deployer.TextReporter{W: cmd.OutOrStdout()}), plan)
+}
+
+// deployFailed maps a pipeline error to its exit code, secrets redacted:
+// 1 when the preflight checks stopped it (nothing changed), 3 otherwise.
+func deployFailed(err error, plan *deployer.Plan) error {
 	if err == nil {
 		return nil
 	}

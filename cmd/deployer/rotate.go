@@ -75,17 +75,7 @@ func runRotate(cmd *cobra.Command, o rotateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep := &deployer.TextReporter{W: cmd.OutOrStdout()}
-	err = deployer.RotateRabbitMQPassword(cmd.Context(), plan, opts, rep)
-	if err == nil {
-		return nil
-	}
-	code := exitFailed
-	var cf *deployer.CheckFailed
-	if errors.As(err, &cf) {
-		code = exitFindings
-	}
-	return &exitError{code: code, err: errors.New(deployer.Redact(err.Error(), plan.Secrets))}
+	return deployFailed(deployer.RotateRabbitMQPassword(cmd.Context(), plan, opts, &deployer.TextReporter{W: cmd.OutOrStdout()}), plan)
 }
 
 // confirm asks on the terminal; only yes (or y) agrees.
