@@ -189,9 +189,10 @@ func (s *stack) down() {
 	if err != nil {
 		s.t.Logf("docker compose down: %v: %s", err, out)
 	}
-	imgs, _ := exec.CommandContext(ctx, "docker", "images", "-q", "--filter", "reference="+s.name+"-*").Output()
-	if ids := strings.Fields(string(imgs)); len(ids) > 0 {
-		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm", "-f"}, ids...)...).Run()
+	// By name, never by ID: other tests' tags may share an image ID.
+	imgs, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+s.name+"-*").Output()
+	if refs := strings.Fields(string(imgs)); len(refs) > 0 {
+		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm"}, refs...)...).Run()
 	}
 }
 
