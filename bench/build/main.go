@@ -47,11 +47,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -67,6 +65,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	bkclient "github.com/moby/buildkit/client"
+	"github.com/semalink/deploy-action/bench/internal/benchenv"
 	"github.com/semalink/deploy-action/deployer/build"
 	"github.com/sirupsen/logrus"
 	"github.com/tonistiigi/fsutil"
@@ -143,7 +142,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, o options) error {
-	repo, err := findRepo()
+	repo, err := benchenv.FindRepo()
 	if err != nil {
 		return err
 	}
@@ -171,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	// Runs after the clients' Close, deferred below: it closes them itself.
 	defer func() {
 		if o.keep {
-			logf("left in place (-keep): images %s:*, directory %s, cache records", b.name, tmp)
+			benchenv.Logf("left in place (-keep): images %s:*, directory %s, cache records", b.name, tmp)
 			return
 		}
 		b.cleanup()
@@ -217,14 +216,14 @@ func run(ctx context.Context, o options) error {
 	var report bytes.Buffer
 	fmt.Fprintf(&report, "%s\n", b.machine(ctx))
 	fmt.Fprintf(&report, "image: FROM scratch, %d MiB of random bytes (dependency layer), the demo api (app layer); 2 steps\n", o.depMiB)
-	fmt.Fprintf(&report, "load average at the start: %s\n\n", loadavg())
+	fmt.Fprintf(&report, "load average at the start: %s\n\n", benchenv.LoadAvg())
 	if err := b.rebuilds(ctx, &report); err != nil {
 		return err
 	}
 	if err := b.cacheSizes(ctx, &report); err != nil {
 		return err
 	}
-	fmt.Fprintf(&report, "load average at the end: %s\n", loadavg())
+	fmt.Fprintf(&report, "load average at the end: %s\n", benchenv.LoadAvg())
 	fmt.Print(report.String())
 	return nil
 }
@@ -275,8 +274,8 @@ func (b *bench) rebuilds(ctx context.Context, report *bytes.Buffer) error {
 			if p.warmRes.ImageID != p.coldRes.ImageID {
 				return fmt.Errorf("%s: the rebuild made %s, the cold build %s", bd.name, p.warmRes.ImageID, p.coldRes.ImageID)
 			}
-			logf("%s, round %d: cold %s (%d/%d cached), rebuild %s (%d/%d cached)", bd.name, r+1,
-				secs(p.cold), p.coldRes.Cached, p.coldRes.Steps, secs(p.warm), p.warmRes.Cached, p.warmRes.Steps)
+			benchenv.Logf("%s, round %d: cold %s (%d/%d cached), rebuild %s (%d/%d cached)", bd.name, r+1,
+				benchenv.Secs(p.cold), p.coldRes.Cached, p.coldRes.Steps, benchenv.Secs(p.warm), p.warmRes.Cached, p.warmRes.Steps)
 			pairs[k] = append(pairs[k], p)
 			// The image goes now: the next round's contexts are new anyway.
 			b.removeTag(ctx, tag)
@@ -353,7 +352,7 @@ func (b *bench) cacheSizes(ctx context.Context, report *bytes.Buffer) error {
 			return err
 		}
 		sw = append(sw, n)
-		logf("cache, build %d, swapped (package build): %s, %d/%d cached, cache %s", i+1, secs(took), res.Cached, res.Steps, mib(n))
+		benchenv.Logf("cache, build %d, swapped (package build): %s, %d/%d cached, cache %s", i+1, benchenv.Secs(took), res.Cached, res.Steps, mib(n))
 
 		took, err = b.buildInPlace(ctx, dir, inPlace)
 		if err != nil {
@@ -363,7 +362,7 @@ func (b *bench) cacheSizes(ctx context.Context, report *bytes.Buffer) error {
 			return err
 		}
 		ip = append(ip, n)
-		logf("cache, build %d, in place (BuildKit alone): %s, cache %s", i+1, secs(took), mib(n))
+		benchenv.Logf("cache, build %d, in place (BuildKit alone): %s, cache %s", i+1, benchenv.Secs(took), mib(n))
 		b.removeTag(ctx, tag)
 	}
 	swFiles, _ := blobs(filepath.Join(swapped, "api"))
@@ -453,13 +452,7 @@ func (b *bench) context(ctx context.Context, name string) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return "", err
 	}
-	var seed [32]byte
-	for i := range seed {
-		seed[i] = byte(rand.Uint32())
-	}
-	dep := make([]byte, b.o.depMiB<<20)
-	rand.NewChaCha8(seed).Read(dep)
-	if err := os.WriteFile(filepath.Join(dir, "deps.bin"), dep, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "deps.bin"), benchenv.RandomBytes(b.o.depMiB<<20), 0o644); err != nil {
 		return "", err
 	}
 	return dir, b.app(ctx, dir, name)
@@ -469,14 +462,7 @@ func (b *bench) context(ctx context.Context, name string) (string, error) {
 // new app layer.
 func (b *bench) app(ctx context.Context, dir, release string) error {
 	b.seq++
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
-		"-ldflags", fmt.Sprintf("-X main.release=%s-%s-%d", b.name, release, b.seq),
-		"-o", filepath.Join(dir, "api"), "./examples/demo/api")
-	cmd.Dir, cmd.Env = b.repo, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the demo api: %w\n%s", err, out)
-	}
-	return nil
+	return benchenv.BuildAPI(ctx, b.repo, filepath.Join(dir, "api"), fmt.Sprintf("%s-%s-%d", b.name, release, b.seq))
 }
 
 func (b *bench) tag(suffix string) string {
@@ -488,7 +474,7 @@ func (b *bench) tag(suffix string) string {
 func (b *bench) removeTag(ctx context.Context, tag string) {
 	_, err := b.docker.ImageRemove(ctx, tag, image.RemoveOptions{Force: true, PruneChildren: true})
 	if err != nil && !strings.Contains(err.Error(), "No such image") {
-		logf("remove %s: %v", tag, err)
+		benchenv.Logf("remove %s: %v", tag, err)
 	}
 }
 
@@ -510,15 +496,15 @@ func (b *bench) cleanup() {
 		if b.before[c.c] != nil {
 			n, size, err := b.prune(ctx, c.c)
 			if err != nil {
-				logf("cleanup: prune the cache records of %s: %v", c.name, err)
+				benchenv.Logf("cleanup: prune the cache records of %s: %v", c.name, err)
 			} else {
-				logf("cleanup: removed %d cache records (%s) from %s", n, mib(size), c.name)
+				benchenv.Logf("cleanup: removed %d cache records (%s) from %s", n, mib(size), c.name)
 			}
 		}
 		c.c.Close()
 	}
 	if err := os.RemoveAll(b.tmp); err != nil {
-		logf("cleanup: %v", err)
+		benchenv.Logf("cleanup: %v", err)
 	}
 }
 
@@ -589,33 +575,7 @@ func (b *bench) during(c *bkclient.Client, t time.Time) bool {
 
 // ---- helpers
 
-func findRepo() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(data, []byte("module github.com/semalink/deploy-action\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run it from the deploy-action checkout")
-		}
-		dir = parent
-	}
-}
-
 func (b *bench) machine(ctx context.Context) string {
-	model := "?"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for l := range strings.Lines(string(data)) {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
 	engine := "?"
 	if info, err := b.docker.Info(ctx); err == nil {
 		engine = fmt.Sprintf("Engine %s (%s)", info.ServerVersion, info.Driver)
@@ -638,7 +598,7 @@ func (b *bench) machine(ctx context.Context) string {
 		}
 	}
 	alone = "buildkitd " + version + ", " + alone
-	return fmt.Sprintf("machine: %d CPUs (%s); %s; standalone %s at %s", runtime.NumCPU(), model, engine, alone, b.o.addr)
+	return fmt.Sprintf("machine: %d CPUs (%s); %s; standalone %s at %s", runtime.NumCPU(), benchenv.CPUModel(), engine, alone, b.o.addr)
 }
 
 // dirSize is the bytes in the files under dir.
@@ -692,21 +652,3 @@ func list(v []float64, format string) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func loadavg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
-}

@@ -51,6 +51,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/bench/internal/benchenv"
 )
 
 const (
@@ -187,7 +188,7 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	fmt.Fprintf(&report, "load average at the end: %s\n", loadavg())
+	fmt.Fprintf(&report, "load average at the end: %s\n", benchenv.LoadAvg())
 	if err := b.rec.failed(); err != nil {
 		fmt.Fprintf(&report, "warning: the event stream ended early: %v\n", err)
 	}
@@ -943,15 +944,7 @@ func (m machineInfo) String() string {
 }
 
 func (b *bench) machine(ctx context.Context) machineInfo {
-	m := machineInfo{cpus: fmt.Sprint(runtime.NumCPU()), model: "?", kernel: "?", engine: "?", compose: "?", load: loadavg()}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for l := range strings.Lines(string(data)) {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	m := machineInfo{cpus: fmt.Sprint(runtime.NumCPU()), model: benchenv.CPUModel(), kernel: "?", engine: "?", compose: "?", load: benchenv.LoadAvg()}
 	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = strings.TrimSpace(string(data))
 	}
@@ -962,18 +955,6 @@ func (b *bench) machine(ctx context.Context) machineInfo {
 		m.compose = strings.TrimSpace(string(out))
 	}
 	return m
-}
-
-func loadavg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // ---- numbers

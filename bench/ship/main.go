@@ -51,7 +51,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -68,6 +67,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/bench/internal/benchenv"
 	"github.com/semalink/deploy-action/deployer/remote"
 	"github.com/semalink/deploy-action/deployer/ship"
 )
@@ -117,7 +117,7 @@ type version struct {
 }
 
 func run(ctx context.Context, o options) error {
-	repo, err := findRepo()
+	repo, err := benchenv.FindRepo()
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func run(ctx context.Context, o options) error {
 	b := &bench{o: o, repo: repo, tmp: tmp, local: local, name: fmt.Sprintf("shipbench-%d", os.Getpid())}
 	defer func() {
 		if o.keep {
-			logf("left in place (-keep): images %s:v1 and :v2, directory %s", b.name, tmp)
+			benchenv.Logf("left in place (-keep): images %s:v1 and :v2, directory %s", b.name, tmp)
 			return
 		}
 		b.cleanup()
@@ -187,23 +187,6 @@ func run(ctx context.Context, o options) error {
 }
 
 // ---- setup
-
-func findRepo() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(data, []byte("module github.com/semalink/deploy-action\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run it from the deploy-action checkout")
-		}
-		dir = parent
-	}
-}
 
 // sshEnv reads the test sshd's settings from TEST_SSH_* or .testenv/env.
 func sshEnv(repo string) (map[string]string, error) {
@@ -262,21 +245,13 @@ func (c *countConn) Write(p []byte) (int, error) {
 // setup builds both versions, saves them and removes them from the
 // Engine. It returns how long docker save of the first took.
 func (b *bench) setup(ctx context.Context) (time.Duration, error) {
-	logf("building the demo api twice and a %d MiB dependency layer in %s", b.o.depMiB, b.tmp)
-	dep := make([]byte, b.o.depMiB<<20)
-	var seed [32]byte
-	for i := range seed {
-		seed[i] = byte(rand.Uint32())
-	}
-	rand.NewChaCha8(seed).Read(dep)
+	benchenv.Logf("building the demo api twice and a %d MiB dependency layer in %s", b.o.depMiB, b.tmp)
+	dep := benchenv.RandomBytes(b.o.depMiB << 20)
 	var saveTook time.Duration
 	for i := range b.v {
 		bin := filepath.Join(b.tmp, fmt.Sprintf("api-%d", i+1))
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
-			"-ldflags", fmt.Sprintf("-X main.release=shipbench-%d", i+1), "-o", bin, "./examples/demo/api")
-		cmd.Dir, cmd.Env = b.repo, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("build the demo api: %w\n%s", err, out)
+		if err := benchenv.BuildAPI(ctx, b.repo, bin, fmt.Sprintf("shipbench-%d", i+1)); err != nil {
+			return 0, err
 		}
 		v := &b.v[i]
 		v.ref = fmt.Sprintf("%s:v%d", b.name, i+1)
@@ -407,7 +382,7 @@ func (b *bench) cleanup() {
 	for _, v := range b.v {
 		if v.id != "" {
 			if err := b.remove(ctx, v.id); err != nil {
-				logf("cleanup: %v", err)
+				benchenv.Logf("cleanup: %v", err)
 			}
 		}
 	}
@@ -443,7 +418,7 @@ func (b *bench) measure(ctx context.Context, saveTook time.Duration) error {
 			if err != nil {
 				return fmt.Errorf("first deploy, %s: %w", w.name, err)
 			}
-			logf("first deploy, %s: %s bytes, %s", w.name, num(s.wire), secs(s.took))
+			benchenv.Logf("first deploy, %s: %s bytes, %s", w.name, num(s.wire), benchenv.Secs(s.took))
 			k := slices.IndexFunc(ways, func(x way) bool { return x.name == w.name })
 			first[k] = append(first[k], s)
 			if err := b.remove(ctx, b.v[0].id); err != nil {
@@ -461,7 +436,7 @@ func (b *bench) measure(ctx context.Context, saveTook time.Duration) error {
 			if err != nil {
 				return fmt.Errorf("code change, %s: %w", w.name, err)
 			}
-			logf("code change, %s: %s bytes, %s", w.name, num(s.wire), secs(s.took))
+			benchenv.Logf("code change, %s: %s bytes, %s", w.name, num(s.wire), benchenv.Secs(s.took))
 			k := slices.IndexFunc(ways, func(x way) bool { return x.name == w.name })
 			change[k] = append(change[k], s)
 			if err := b.remove(ctx, b.v[1].id); err != nil {
@@ -643,7 +618,7 @@ func (b *bench) report(ways []way, first, change [][]sample, layerGz, depGz int6
 		b.name, num(b.v[0].size), b.o.depMiB, num(depGz))
 	fmt.Fprintf(&r, "host: %s (this machine's Engine over the test sshd: %s); %d CPUs; medians of %d runs, ways interleaved\n",
 		b.host.Name(), b.engine, runtime.NumCPU(), b.o.n)
-	fmt.Fprintf(&r, "docker save of the whole image (Engine API, to a file): %s, not in the times below\n\n", secs(saveTook))
+	fmt.Fprintf(&r, "docker save of the whole image (Engine API, to a file): %s, not in the times below\n\n", benchenv.Secs(saveTook))
 
 	table := func(title string, samples [][]sample) (wire []int64, took []time.Duration) {
 		fmt.Fprintf(&r, "%s\n", title)
@@ -655,7 +630,7 @@ func (b *bench) report(ways []way, first, change [][]sample, layerGz, depGz int6
 			if w.name == "ship" {
 				extra = fmt.Sprintf("   (archive %s, API queries and HTTP framing %s)", num(medianBody(samples[i])), num(ws-medianBody(samples[i])))
 			}
-			fmt.Fprintf(&r, "  %-40s %15s %10s%s\n", w.name, num(ws), secs(ts), extra)
+			fmt.Fprintf(&r, "  %-40s %15s %10s%s\n", w.name, num(ws), benchenv.Secs(ts), extra)
 		}
 		fmt.Fprintln(&r)
 		return wire, took
@@ -722,10 +697,4 @@ func num(n int64) string {
 		return "-" + string(out)
 	}
 	return string(out)
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 }
