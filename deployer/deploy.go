@@ -82,17 +82,27 @@ func (e *CheckFailed) Error() string {
 
 // preflight runs the checks; findings at the failing level stop the deploy
 // before anything changes.
+//
+// The checks run again once the host's facts are known (its memory, the
+// live release's secrets); a warning already shown is not shown again.
 func preflight(p *Plan, rep Reporter, opts checks.Options) error {
-	done := rep.Step("preflight checks")
+	step := "preflight checks"
+	if p.warned == nil {
+		p.warned = map[string]bool{}
+	} else {
+		step += " with the host's facts"
+	}
+	done := rep.Step(step)
 	var failing []checks.Finding
 	for _, f := range checks.Run(p.Project, opts) {
 		if f.Suppressed != nil {
 			continue
 		}
-		switch {
+		switch key := fmt.Sprint(f.Pos, f.Rule, f.Message); {
 		case f.Severity == checks.Error || (p.Strict && f.Severity == checks.Warning):
 			failing = append(failing, f)
-		case f.Severity == checks.Warning:
+		case f.Severity == checks.Warning && !p.warned[key]:
+			p.warned[key] = true
 			rep.Warnf("%s: %s [%s]", f.Pos, f.Message, f.Rule)
 		}
 	}

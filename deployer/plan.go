@@ -47,6 +47,8 @@ type Plan struct {
 	Secrets []string // values never to print
 	Root    string   // the deployer directory on the host; default /srv/deployer
 	Now     func() time.Time
+
+	warned map[string]bool // preflight warnings already shown
 }
 
 // Defaults for the Plan's durations and sizes.
