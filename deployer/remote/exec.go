@@ -13,17 +13,32 @@ import (
 )
 
 // Remote commands run as `sh -c groupLine+'exec "$@"' sh ARGS...`: the
-// shell prints its process group on the first line of stdout, then becomes
-// the command. Cancelling kills that group from a second session, because
+// shell prints a marker line with its process group, then becomes the
+// command. Cancelling kills that group from a second session, because
 // sshd refuses SSH "signal" requests on root logins (which have no
 // privilege separation: "session signalling requires privilege
-// separation"), and root is the usual deploy user.
+// separation"), and a signal would reach only the session's first process.
+//
+// sshd starts every command through the user's login shell, which may take
+// a while (a .bashrc that loads nvm, rbenv or conda) and may print on the
+// way. Whatever comes before the marker is the shell's, not the command's,
+// and is dropped. A cancel waits for the marker however long the shell
+// takes, so that a command is ended even when the cancel arrived before it
+// started; and if the client has stopped listening by then, printing the
+// marker fails and the command never starts.
 const (
-	groupLine = `if read -r s </proc/$$/stat 2>/dev/null; then s=${s##*) }; s=${s#* }; s=${s#* }; echo "${s%% *}"; else echo "$$"; fi
+	groupMarker = "\x1edeployer-pgid "
+	groupLine   = `if read -r s </proc/$$/stat 2>/dev/null; then s=${s##*) }; s=${s#* }; s=${s#* }; g=${s%% *}; else g=$$; fi
+printf '\036deployer-pgid %s\n' "$g" || exit 141
 `
 	execScript = groupLine + `exec "$@"`
 	killScript = `kill -s "$1" -- "-$2"`
 )
+
+// shellStart bounds how long a cancel waits for a login shell to start the
+// command it cancels; past that the session is closed, which stops the
+// command before it starts.
+const shellStart = time.Minute
 
 // Run runs a command on the host.
 func (c *Client) Run(ctx context.Context, cmd Cmd) error {
@@ -66,7 +81,7 @@ func (c *Client) run(ctx context.Context, cmd Cmd) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		c.stop(s, done, group.id)
+		c.stop(s, done, group)
 		return ctx.Err()
 	case <-c.done:
 		return c.lost()
@@ -96,11 +111,21 @@ func (c *Client) why(err error) error {
 	}
 }
 
-// stop ends a running command: TERM to its process group, KILL if it is
-// still there after killGrace, then close the session.
-func (c *Client) stop(s *ssh.Session, done <-chan error, group func() int) {
+// stop ends a running command: TERM to its process group as soon as the
+// group is known, KILL if it is still there after killGrace, then close the
+// session.
+func (c *Client) stop(s *ssh.Session, done <-chan error, group *groupWriter) {
 	defer s.Close()
-	pgid := group()
+	select {
+	case <-group.known:
+	case <-done:
+		return
+	case <-c.done:
+		return
+	case <-time.After(shellStart):
+		return
+	}
+	pgid := group.pgid
 	if pgid == 0 {
 		return
 	}
@@ -127,18 +152,19 @@ func (c *Client) kill(pgid int, sig string) {
 	select {
 	case <-done: // it fails if the group is gone already, which is fine
 	case <-c.done:
-	case <-time.After(killGrace):
+	case <-time.After(shellStart):
 	}
 }
 
-// groupWriter takes the first line of a command's stdout, the process group
-// that groupLine printed, and passes the rest on.
+// groupWriter reads the process group that groupLine printed from a
+// command's stdout, drops what came before it (the login shell's) and
+// passes the rest on.
 type groupWriter struct {
 	w     io.Writer
-	line  []byte
+	pre   []byte // what came before the marker line's end, so far
 	read  bool
 	pgid  int           // valid once known is closed
-	known chan struct{} // closed when the first line has been read
+	known chan struct{} // closed when the marker line has been read
 }
 
 func newGroupWriter(w io.Writer) *groupWriter {
@@ -148,18 +174,33 @@ func newGroupWriter(w io.Writer) *groupWriter {
 	return &groupWriter{w: w, known: make(chan struct{})}
 }
 
+// maxGroupLine bounds the marker line: a longer one is not ours.
+const maxGroupLine = len(groupMarker) + 32
+
 func (g *groupWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	if !g.read {
-		i := bytes.IndexByte(p, '\n')
+		g.pre = append(g.pre, p...)
+		i := bytes.Index(g.pre, []byte(groupMarker))
 		if i < 0 {
-			g.line = append(g.line, p...)
+			// The shell's noise: keep only what may begin the marker.
+			if cut := len(g.pre) - len(groupMarker); cut > 0 {
+				g.pre = append(g.pre[:0], g.pre[cut:]...)
+			}
 			return n, nil
 		}
-		g.pgid = parseGroup(append(g.line, p[:i]...))
+		line := g.pre[i+len(groupMarker):]
+		end := bytes.IndexByte(line, '\n')
+		if end < 0 {
+			if len(line) > maxGroupLine {
+				g.pre = append(g.pre[:0], line...) // not a marker line after all
+			}
+			return n, nil
+		}
+		g.pgid = parseGroup(line[:end])
 		g.read = true
 		close(g.known)
-		p = p[i+1:]
+		p, g.pre = line[end+1:], nil
 	}
 	if len(p) > 0 {
 		if _, err := g.w.Write(p); err != nil {
@@ -167,17 +208,6 @@ func (g *groupWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// id is the command's process group, waiting up to killGrace for it; 0 if
-// it is unknown.
-func (g *groupWriter) id() int {
-	select {
-	case <-g.known:
-		return g.pgid
-	case <-time.After(killGrace):
-		return 0
-	}
 }
 
 // parseGroup reads a process group id. It never gives 0 or 1, which kill

@@ -9,12 +9,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,17 +79,25 @@ func (c *Client) readFile(ctx context.Context, p string) ([]byte, error) {
 // lockScript: $1 directory, $2 lock file, $3 seconds to wait, $4 holder.
 // It holds flock(2) on fd 9 for as long as it runs, and runs until its
 // stdin closes: when Unlock closes it, or when sshd closes it because the
-// connection dropped. After its process group (groupLine) it prints "busy"
-// when it has to wait and "held" once the lock is its own.
+// connection dropped. After its process group (groupLine) it prints
+// "busy HOLDER" when it has to wait, then "held" once the lock is its own,
+// or "timeout HOLDER" when it gave up. HOLDER is what the lock file says,
+// in hex, so that telling who holds the lock takes no session of its own:
+// the waiting is woken by the release in the kernel, not by a poll.
 const lockScript = groupLine + `command -v flock >/dev/null 2>&1 || exit 69
 umask 077
 mkdir -p -- "$1" || exit 1
 exec 9>>"$2" || exit 1
+holder() { printf '%s ' "$1"; head -c 4096 -- "$2" | od -An -v -tx1 | tr -d ' \n'; echo; }
 flock -n -E 75 9 || {
 	rc=$?
 	[ "$rc" -eq 75 ] || exit "$rc"
-	echo busy
-	flock -w "$3" -E 75 9 || exit "$?"
+	holder busy "$2"
+	flock -w "$3" -E 75 9 || {
+		rc=$?
+		[ "$rc" -eq 75 ] && holder timeout "$2"
+		exit "$rc"
+	}
 }
 printf '%s' "$4" >"$2"
 echo held
@@ -120,47 +130,51 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := s.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
+	stdout, w := io.Pipe()
+	group := newGroupWriter(w)
 	tail := &tailBuffer{}
-	s.Stderr = tail
+	s.Stdout, s.Stderr = group, tail
 	secs := strconv.FormatFloat(max(wait, 0).Seconds(), 'f', 3, 64)
 	start := time.Now()
 	if err := s.Start(Quote(sh(lockScript, path.Dir(p), p, secs, string(holder))...)); err != nil {
 		return nil, c.why(fmt.Errorf("start: %w", err))
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Wait() }()
-	lines := make(chan string, 3) // the script prints at most three
+	go func() {
+		err := s.Wait()
+		w.Close()
+		done <- err
+	}()
+	lines := make(chan string, 2) // the script prints at most two
 	go func() {
 		defer close(lines)
-		for sc := bufio.NewScanner(stdout); sc.Scan(); {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
 			lines <- sc.Text()
 		}
+		io.Copy(io.Discard, stdout) // a line too long to scan is none of ours
 	}()
 
-	pgid := -1
+	var timedOut []byte // the holder when the script gave up
 	for ended := false; !ended; {
 		select {
 		case line, ok := <-lines:
+			word, hexHolder, _ := strings.Cut(line, " ")
 			switch {
 			case !ok:
 				ended = true
-			case pgid < 0:
-				pgid = parseGroup([]byte(line))
-			case line == "busy" && waiting != nil:
-				h, _ := c.readFile(ctx, p)
-				waiting(h)
-			case line == "held":
+			case word == "busy" && waiting != nil:
+				waiting(unhex(hexHolder))
+			case word == "timeout":
+				timedOut = unhex(hexHolder)
+			case word == "held":
 				keep = true
 				return &sshLock{c: c, path: p, stdin: stdin, done: done, release: release}, nil
 			}
 		case <-ctx.Done():
 			// Kill the waiting flock rather than leave it to take the lock
 			// behind the caller's back.
-			c.stop(s, done, func() int { return max(pgid, 0) })
+			c.stop(s, done, group)
 			return nil, ctx.Err()
 		case <-c.done:
 			return nil, c.lost()
@@ -176,9 +190,7 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 	exit, ok := errors.AsType[*ssh.ExitError](err)
 	switch {
 	case ok && exit.ExitStatus() == codeBusy:
-		waited := time.Since(start)
-		h, _ := c.readFile(ctx, p)
-		return nil, &LockedError{Path: p, Holder: h, Waited: waited}
+		return nil, &LockedError{Path: p, Holder: timedOut, Waited: time.Since(start)}
 	case ok && exit.ExitStatus() == codeNoFlock:
 		return nil, errors.New("the host has no flock command: install util-linux (apt-get install util-linux)")
 	case ok:
@@ -187,6 +199,15 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 		err = errors.New("the lock command ended without taking the lock")
 	}
 	return nil, c.why(err)
+}
+
+// unhex decodes the lock script's hex; what does not decode is no holder.
+func unhex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // sshLock is a lock held by a running lock script.
