@@ -36,7 +36,10 @@ type stack struct {
 	t    *testing.T
 	dir  string
 	name string
-	root string // deployer's directory on the host (this machine, over SSH or not)
+	// root is deployer's directory on the host: this machine, over SSH or
+	// not. Deploys over SSH log in as an unprivileged user, whom plan makes
+	// its owner.
+	root string
 }
 
 var (
@@ -72,7 +75,10 @@ func apiBinary(t *testing.T) string {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	composetest.Need(t)
-	s := &stack{t: t, dir: t.TempDir(), name: composetest.ProjectName(t), root: t.TempDir()}
+	root, err := os.MkdirTemp("", "deployer-root-") // not t.TempDir: its parent is private
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(root) })
+	s := &stack{t: t, dir: t.TempDir(), name: composetest.ProjectName(t), root: root}
 	must(t, os.MkdirAll(filepath.Join(s.dir, "api"), 0o755))
 	compose, err := os.ReadFile("testdata/stack/compose.yaml")
 	must(t, err)
@@ -99,6 +105,9 @@ func (s *stack) plan(hosts []remote.Config, vars ...string) *deployer.Plan {
 	env := append([]string{"PATH=" + os.Getenv("PATH")}, vars...)
 	p, err := project.Load(s.t.Context(), project.Options{Files: []string{filepath.Join(s.dir, "compose.yaml")}, Env: env})
 	must(s.t, err)
+	for _, h := range hosts {
+		remotetest.Chown(s.t, s.root, h.User)
+	}
 	return &deployer.Plan{
 		Project: p, Name: s.name, Hosts: hosts, Local: len(hosts) == 0, Root: s.root,
 		Migrate: p.Settings.Migrate, HealthTimeout: 30 * time.Second, Settle: time.Second,
@@ -108,10 +117,39 @@ func (s *stack) plan(hosts []remote.Config, vars ...string) *deployer.Plan {
 
 // deploy runs a plan and returns its error and what it printed.
 func (s *stack) deploy(ctx context.Context, p *deployer.Plan) (string, error) {
+	return s.deployHooked(ctx, p, hooks{})
+}
+
+// deployHooked is deploy with hooks that the pipeline's progress calls:
+// the named steps at which a test injects what it tests.
+func (s *stack) deployHooked(ctx context.Context, p *deployer.Plan, h hooks) (string, error) {
 	var out syncBuffer
-	err := deployer.Run(ctx, p, &deployer.TextReporter{W: &out})
+	h.Reporter = &deployer.TextReporter{W: &out}
+	err := deployer.Run(ctx, p, h)
 	s.t.Logf("deploy %s:\n%s", s.name, out.String())
 	return out.String(), err
+}
+
+// hooks is a Reporter that calls step as each step starts, before the
+// step does anything, and line for each line of progress.
+type hooks struct {
+	deployer.Reporter
+	step func(name string)
+	line func(line string)
+}
+
+func (h hooks) Step(name string) func(error) {
+	if h.step != nil {
+		h.step(name)
+	}
+	return h.Reporter.Step(name)
+}
+
+func (h hooks) Printf(format string, args ...any) {
+	if h.line != nil {
+		h.line(fmt.Sprintf(format, args...))
+	}
+	h.Reporter.Printf(format, args...)
 }
 
 type syncBuffer struct {
@@ -251,6 +289,26 @@ func TestDeployOverSSH(t *testing.T) {
 	}
 }
 
+// TestDeployOverSlowShell deploys twice as a user whose login shell takes
+// a second to start each command, as nvm, rbenv or conda in a .bashrc do:
+// every step works, only slower.
+func TestDeployOverSlowShell(t *testing.T) {
+	host := sshConfig(t)
+	host.User = remotetest.SSH(t).SlowUser
+	s := newStack(t)
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE="+v)); err != nil {
+			t.Fatalf("deploy %s: %v", v, err)
+		}
+		if got := s.answers(); got != v {
+			t.Fatalf("api answers %q, want %s", got, v)
+		}
+	}
+	if got := s.statuses(); got != "superseded live" {
+		t.Errorf("releases: %s, want superseded live", got)
+	}
+}
+
 func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
@@ -310,27 +368,40 @@ func TestWrongHostKeyChangesNothing(t *testing.T) {
 	}
 }
 
+// TestConcurrentDeploysTakeTurns starts a second deploy while the first
+// holds the lock (at its migration, which waits until the second says it
+// waits): the second waits, then deploys after the first.
 func TestConcurrentDeploysTakeTurns(t *testing.T) {
 	host := sshConfig(t)
 	s := newStack(t)
 	var wg sync.WaitGroup
 	outs, errs := make([]string, 2), make([]error, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[i], errs[i] = s.deploy(t.Context(), s.plan([]remote.Config{host}, fmt.Sprintf("RELEASE=v%d", i+1), "MIGRATE_SLEEP=2s"))
-		}()
-		time.Sleep(300 * time.Millisecond)
+	secondWaits := make(chan struct{})
+	var once sync.Once
+	second := func() {
+		outs[1], errs[1] = s.deployHooked(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v2"), hooks{line: func(line string) {
+			if strings.Contains(line, "another deploy holds the lock") {
+				once.Do(func() { close(secondWaits) })
+			}
+		}})
 	}
+	outs[0], errs[0] = s.deployHooked(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1"), hooks{step: func(name string) {
+		if strings.HasPrefix(name, "migrate") {
+			wg.Go(second)
+			select {
+			case <-secondWaits:
+			case <-t.Context().Done():
+			}
+		}
+	}})
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("deploy %d: %v", i+1, err)
 		}
 	}
-	if !strings.Contains(outs[0]+outs[1], "another deploy holds the lock") {
-		t.Errorf("neither deploy waited for the other")
+	if got := s.answers(); got != "v2" {
+		t.Errorf("api answers %q, want v2, the deploy that waited", got)
 	}
 	if got := s.statuses(); got != "superseded live" {
 		t.Errorf("releases: %s, want superseded live", got)
@@ -344,7 +415,8 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 		t.Fatalf("first deploy: %v", err)
 	}
 
-	// Cut the connection while the migration runs.
+	// Cut the connection as the migration step starts: the release is
+	// uploaded and pending, the lock held.
 	cut := host
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -357,27 +429,18 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 		}
 		return c, err
 	}
-	go func() {
-		for range 200 {
-			time.Sleep(50 * time.Millisecond)
-			if st := s.statuses(); strings.HasSuffix(st, "pending") {
-				time.Sleep(500 * time.Millisecond) // into the migration's 3 s
-				mu.Lock()
-				for _, c := range conns {
-					c.Close()
-				}
-				mu.Unlock()
-				return
+	cutting := hooks{step: func(name string) {
+		if strings.HasPrefix(name, "migrate") {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
 			}
 		}
-	}()
-	start := time.Now()
-	_, err := s.deploy(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2", "MIGRATE_SLEEP=3s"))
-	if err == nil {
-		t.Fatal("a deploy whose connection was cut succeeded")
-	}
-	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("the deploy took %s to notice the cut", took)
+	}}
+	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2"), cutting)
+	if err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("a deploy whose connection was cut: err = %v, want connection lost", err)
 	}
 	if got := s.answers(); got != "v1" {
 		t.Errorf("api answers %q, want v1 still", got)

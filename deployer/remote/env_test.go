@@ -107,8 +107,35 @@ func (e testEnv) hostKeyLine(t *testing.T) string {
 	return strings.TrimSpace(string(data))
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
+// tempDir is a new directory that h's commands may write to: one the SSH
+// user owns for a Client, t.TempDir for Local.
+func tempDir(t *testing.T, h Host) string {
+	t.Helper()
+	if c, ok := h.(*Client); ok {
+		user, _, _ := strings.Cut(c.Name(), "@")
+		return remotetest.TempDir(t, user)
+	}
+	return t.TempDir()
+}
+
+// patience is how long a test waits for a condition that is either soon
+// true or never: a net so that a broken promise fails with a message
+// rather than hanging the run, never what a test measures.
+const patience = 2 * time.Minute
+
+// waitUntil polls cond until it holds (true), ctx ends or patience runs out
+// (false).
+func waitUntil(ctx context.Context, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }

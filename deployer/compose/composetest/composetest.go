@@ -2,7 +2,7 @@
 // work against: a FROM scratch image around the demo api
 // (examples/demo/api), and throwaway compose projects that clean up after
 // themselves. Outside CI a test skips when docker or compose v2 is missing;
-// with CI=true it fails.
+// in CI it fails (remotetest.Need).
 //
 // It is for tests only.
 package composetest
@@ -25,10 +25,11 @@ import (
 
 	"github.com/semalink/deploy-action/deployer/compose"
 	"github.com/semalink/deploy-action/deployer/remote"
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
 )
 
-// Need skips the test (or fails it when CI=true) unless docker and
-// compose v2 both answer.
+// Need skips the test (or fails it in CI) unless docker and compose v2
+// both answer.
 func Need(t testing.TB) {
 	t.Helper()
 	toolsOnce.Do(func() {
@@ -40,13 +41,9 @@ func Need(t testing.TB) {
 			toolsErr = fmt.Errorf("docker compose version: %v: %s", err, bytes.TrimSpace(out))
 		}
 	})
-	if toolsErr == nil {
-		return
+	if toolsErr != nil {
+		remotetest.Need(t, "needs docker and compose v2: %v", toolsErr)
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("docker and compose v2 are required in CI: %v", toolsErr)
-	}
-	t.Skipf("needs docker and compose v2: %v", toolsErr)
 }
 
 var (

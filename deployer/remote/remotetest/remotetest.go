@@ -1,7 +1,9 @@
 // Package remotetest gives tests the private sshd that scripts/test-sshd
-// starts on 127.0.0.1: where it listens, the client key it accepts and the
-// known_hosts file that verifies it, as in production. Outside CI a test skips when the sshd is missing; with
-// CI=true it fails.
+// starts on 127.0.0.1: where it listens, the users it lets in (an
+// unprivileged deploy user, and one whose shell is slow to start), the
+// client key it accepts and the known_hosts file that verifies it, as in
+// production. Outside CI a test skips when the sshd is missing; in CI (CI
+// set to anything) it fails.
 //
 // It is for tests only.
 package remotetest
@@ -10,7 +12,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"os"
+	osuser "os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,24 +24,58 @@ import (
 
 // Env is the sshd's settings, from TEST_SSH_* or .testenv/env.
 type Env struct {
-	Host, Port, User, Key, KnownHosts string
-	Dir                               string // its state directory
+	Host, Port, Key, KnownHosts string
+	// User is an unprivileged user in the docker group with a plain shell;
+	// SlowUser is one whose login shell takes a second to start.
+	User, SlowUser string
+	Dir            string // the sshd's state directory
 }
 
-// Need skips the test, or fails it in CI, where nothing may be missing.
+// Need skips the test, or fails it in CI, where nothing may be missing. It
+// is the one place that decides between the two: CI set to any value means
+// CI, so a CI system that says CI=1 fails too rather than skipping.
 func Need(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
+	if os.Getenv("CI") != "" {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// TempDir is a new directory that user owns on the host (this machine),
+// for what a command run as that user writes; it is removed when the test
+// ends. t.TempDir will not do: it sits below a directory only the test's
+// own user may enter.
+func TempDir(t testing.TB, user string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "deployer-host-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	Chown(t, dir, user)
+	return dir
+}
+
+// Chown gives a file or directory to user (and the user's group).
+func Chown(t testing.TB, path, user string) {
+	t.Helper()
+	u, err := osuser.Lookup(user)
+	if err != nil {
+		Need(t, "user %s: %v: run scripts/test-sshd", user, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatalf("give %s to %s: %v", path, user, err)
+	}
 }
 
 // SSH reads the sshd's settings from TEST_SSH_* or, when they are unset,
 // from .testenv/env at the repository root.
 func SSH(t testing.TB) Env {
 	t.Helper()
-	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
+	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_SLOW_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
 	vars := map[string]string{}
 	for _, k := range keys {
 		vars[k] = os.Getenv(k)
@@ -53,7 +91,8 @@ func SSH(t testing.TB) Env {
 		}
 	}
 	return Env{
-		Host: vars["TEST_SSH_HOST"], Port: vars["TEST_SSH_PORT"], User: vars["TEST_SSH_USER"],
+		Host: vars["TEST_SSH_HOST"], Port: vars["TEST_SSH_PORT"],
+		User: vars["TEST_SSH_USER"], SlowUser: vars["TEST_SSH_SLOW_USER"],
 		Key: vars["TEST_SSH_KEY"], KnownHosts: vars["TEST_SSH_KNOWN_HOSTS"],
 		Dir: filepath.Dir(vars["TEST_SSH_KNOWN_HOSTS"]),
 	}
