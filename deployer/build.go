@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer/build"
 	"github.com/semalink/deploy-action/deployer/ship"
 )
@@ -115,7 +115,7 @@ func (t *target) build(ctx context.Context, rel *Release) (map[string]string, er
 	ids := map[string]string{}
 	done := map[string]string{} // build config → image ID on the host
 	for _, svc := range services {
-		req, err := buildRequest(p, svc, buildTag(t.plan.Name, svc, rel.ID))
+		req, err := buildRequest(t.plan.Project, svc, buildTag(t.plan.Name, svc, rel.ID))
 		if err != nil {
 			return nil, err
 		}
@@ -189,8 +189,13 @@ func (t *target) ship(ctx context.Context, local *client.Client, ref string) (st
 	return img.ID, nil
 }
 
-// buildRequest turns a service's build: section into a build request.
-func buildRequest(p *types.Project, svc, tag string) (build.Request, error) {
+// buildRequest turns a service's build: section into a build request. Its
+// secrets are read here, never by the builder from where it likes: a file
+// must be a file of the project, and an environment: secret comes from the
+// project's environment (what interpolation sees), never from this
+// process's own variables.
+func buildRequest(proj *project.Project, svc, tag string) (build.Request, error) {
+	p := proj.Compose
 	b := p.Services[svc].Build
 	if strings.Contains(b.Context, "://") {
 		return build.Request{}, fmt.Errorf("service %s: build context %s: remote contexts are not supported; check the source out in CI and build from the directory", svc, b.Context)
@@ -198,7 +203,7 @@ func buildRequest(p *types.Project, svc, tag string) (build.Request, error) {
 	req := build.Request{
 		Service: svc, Context: b.Context, Dockerfile: b.Dockerfile, Target: b.Target,
 		Labels: b.Labels, Tag: tag, NoCache: b.NoCache,
-		Args: map[string]string{}, Secrets: map[string]string{},
+		Args: map[string]string{}, Secrets: map[string][]byte{},
 	}
 	for _, k := range slices.Sorted(maps.Keys(b.Args)) {
 		if v := b.Args[k]; v != nil {
@@ -215,9 +220,17 @@ func buildRequest(p *types.Project, svc, tag string) (build.Request, error) {
 		case !ok:
 			return req, fmt.Errorf("service %s: build secret %s is not declared under the top-level secrets:", svc, s.Source)
 		case def.Environment != "":
-			req.Secrets[id] = "env:" + def.Environment
+			v, set := p.Environment[def.Environment]
+			if !set {
+				return req, fmt.Errorf("service %s: build secret %s comes from the variable %s, which is not set: give it in an env file or the env input (the deployer's own variables and the runner's are not passed to a project)", svc, s.Source, def.Environment)
+			}
+			req.Secrets[id] = []byte(v)
 		case def.File != "":
-			req.Secrets[id] = def.File
+			data, err := proj.Dir.ReadFile(def.File, project.MaxFileSize)
+			if err != nil {
+				return req, fmt.Errorf("service %s: build secret %s: %w (write the file inside the project before the deploy)", svc, s.Source, err)
+			}
+			req.Secrets[id] = data
 		default:
 			return req, fmt.Errorf("service %s: build secret %s has neither file: nor environment:", svc, s.Source)
 		}

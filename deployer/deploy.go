@@ -320,7 +320,7 @@ func (t *target) current(ctx context.Context) (string, error) {
 func (t *target) upload(ctx context.Context, rel *Release) error {
 	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	b, err := render(t.plan.Project.Compose, t.plan.Name, t.plan.projectDir(), rel.Images, t.plan.Migrate)
+	b, err := render(t.plan.Project, t.plan.Name, t.plan.projectDir(), rel.Images, t.plan.Migrate)
 	if err != nil {
 		return err
 	}

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/semalink/deploy-action/checks/project"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -39,7 +39,8 @@ type bundle struct {
 // Carried files live under dir/files/<hash of their content>/, so a
 // rollback mounts its own Caddyfile, and an unchanged file keeps its path:
 // a new path would make compose recreate the container on every deploy.
-func render(src *types.Project, name, dir string, images map[string]string, migrate string) (*bundle, error) {
+func render(proj *project.Project, name, dir string, images map[string]string, migrate string) (*bundle, error) {
+	src := proj.Compose
 	p, err := src.WithServicesTransform(func(name string, s types.ServiceConfig) (types.ServiceConfig, error) {
 		return s, nil // a deep copy: the caller's project stays as loaded
 	})
@@ -48,28 +49,22 @@ func render(src *types.Project, name, dir string, images map[string]string, migr
 	}
 	rename(p, name)
 	b := &bundle{files: map[string][]byte{}}
-	size := 0
+	budget := int64(maxBundled)
 	carry := func(source string) (string, error) {
-		rel, err := filepath.Rel(src.WorkingDir, source)
-		if err != nil || !filepath.IsLocal(rel) {
+		if !proj.Dir.Contains(source) {
 			return source, nil // outside the project: a path on the host, such as the Docker socket
 		}
+		rel, _ := filepath.Rel(proj.Dir.Path(), source)
+		// Through the project directory: a link that leads out of it, a
+		// device or a pipe is refused before anything is read.
 		found := map[string][]byte{} // path below source → content
-		err = filepath.WalkDir(source, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			if size += len(data); size > maxBundled {
-				return fmt.Errorf("bind-mounted files add up to more than %d MiB: mount large data from a volume instead", maxBundled>>20)
-			}
-			r, _ := filepath.Rel(source, p)
+		err := proj.Dir.Walk(source, &budget, func(r string, data []byte) error {
 			found[filepath.ToSlash(r)] = data
 			return nil
 		})
+		if _, over := errors.AsType[*project.TooLargeError](err); over && budget < project.MaxFileSize {
+			err = fmt.Errorf("bind-mounted files add up to more than %d MiB: mount large data from a volume instead", maxBundled>>20)
+		}
 		if err != nil {
 			return "", fmt.Errorf("carry %s to the host: %w", rel, err)
 		}

@@ -44,7 +44,7 @@ volumes:
 		t.Fatal(err)
 	}
 	images := map[string]string{"migrate": "shop-migrate:aaa", "api": "shop-api:aaa", "proxy": "shop-proxy:bbb"}
-	b, err := render(p.Compose, "shop-staging", "/srv/deployer/shop-staging", images, "migrate")
+	b, err := render(p, "shop-staging", "/srv/deployer/shop-staging", images, "migrate")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ volumes:
 	}
 	// The same content lands on the same path: an unchanged Caddyfile does
 	// not recreate the proxy.
-	again, err := render(p.Compose, "shop-staging", "/srv/deployer/shop-staging", images, "migrate")
+	again, err := render(p, "shop-staging", "/srv/deployer/shop-staging", images, "migrate")
 	if err != nil || string(again.compose) != got {
 		t.Errorf("rendering twice differs: %v", err)
 	}

@@ -2,7 +2,6 @@ package project
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -223,10 +222,10 @@ const caddyfileTarget = "/etc/caddy/Caddyfile"
 func (p *Project) readCaddyfiles() {
 	for name, s := range p.Compose.Services {
 		src, field := caddyfileSource(p.Compose, s)
-		if src == "" {
-			continue
+		if src == "" || !p.Dir.Contains(src) {
+			continue // none, or the host's own file: not one of the project's to read
 		}
-		data, err := os.ReadFile(src)
+		data, err := p.Dir.ReadFile(src, MaxFileSize)
 		if err == nil {
 			var c *Caddyfile
 			if c, err = ParseCaddyfile(p.display(src), data); err == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -166,7 +165,7 @@ func (p *Project) readDockerfiles() {
 			if strings.Contains(s.Build.Context, "://") {
 				continue // a remote context is read by the builder, not here
 			}
-			data, err = os.ReadFile(df)
+			data, err = p.Dir.ReadFile(df, MaxFileSize)
 		}
 		if err == nil {
 			var d *Dockerfile

@@ -1,6 +1,7 @@
 package project
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,12 @@ type Options struct {
 	EnvFiles   []string // --env-file; empty means WorkingDir/.env when present
 	Profiles   []string
 	WorkingDir string   // default: the directory of the first file, or "."
-	Env        []string // KEY=VALUE; nil means the process environment
+	Env        []string // KEY=VALUE; nil means ShellEnviron
+	// Root is the directory that every file the project names must stay
+	// inside, links resolved (default: the working directory). The -f and
+	// --env-file files are the operator's and may lie elsewhere; what
+	// they name may not.
+	Root string
 }
 
 // Project is a loaded Compose project with everything the checks read.
@@ -38,6 +44,9 @@ type Project struct {
 	Caddyfiles  map[string]*Caddyfile  // by service name, for proxies with a Caddyfile mounted
 	Settings    Settings
 	Problems    []Problem
+	// Dir is the project directory that every file the project names is
+	// read from; see Options.Root.
+	Dir Dir
 
 	cwd         string            // paths are shown relative to it
 	envFileVars map[string]string // what --env-file (or .env) set
@@ -79,7 +88,7 @@ func (e *LoadError) Unwrap() error { return e.Err }
 func Load(ctx context.Context, o Options) (*Project, error) {
 	env := o.Env
 	if env == nil {
-		env = os.Environ()
+		env = ShellEnviron()
 	}
 	var pos []cli.ProjectOptionsFn
 	// Order matters: the working directory decides where compose.yaml and
@@ -90,10 +99,31 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	if len(o.Files) == 0 {
 		pos = append(pos, cli.WithDefaultConfigPath)
 	}
+	var dir Dir
 	pos = append(pos,
 		cli.WithEnv(env),
 		cli.WithProfiles(o.Profiles),
 		cli.WithEnvFiles(o.EnvFiles...),
+		// Before the .env is read: the project's own (not one the operator
+		// named with --env-file) is the pull request's, and stays inside.
+		func(po *cli.ProjectOptions) error {
+			wd, err := po.GetWorkingDir()
+			if err != nil {
+				return err
+			}
+			if dir, err = NewDir(cmp.Or(o.Root, wd)); err != nil {
+				return err
+			}
+			if len(o.EnvFiles) > 0 {
+				return nil
+			}
+			for _, f := range po.EnvFiles {
+				if _, err := dir.ReadFile(f, MaxFileSize); err != nil {
+					return &LoadError{Pos: Position{File: f}, Err: err, Fix: "make the project's .env a plain file inside the project, or name an env file with --env-file"}
+				}
+			}
+			return nil
+		},
 		cli.WithDotEnv,
 		cli.WithoutEnvironmentResolution, // env_file is resolved below, so a missing one is a finding
 		cli.WithLoadOptions(func(lo *loader.Options) { lo.KnownExtensions = map[string]any{} }),
@@ -104,6 +134,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	}
 	p := &Project{Dockerfiles: map[string]*Dockerfile{}, Caddyfiles: map[string]*Caddyfile{}}
 	p.cwd, _ = os.Getwd()
+	p.Dir = dir
 	for _, name := range opts.ConfigPaths {
 		if name == "-" {
 			return nil, &LoadError{Err: errors.New("reading the Compose file from standard input is not supported"), Fix: "save it to a file and pass -f FILE"}
@@ -112,14 +143,16 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 		if err != nil {
 			return nil, loadError(nil, err)
 		}
-		f, err := parseFile(abs, p.display(abs))
+		f, err := p.parseFile(abs)
 		if err != nil {
 			return nil, loadError(nil, err)
 		}
 		p.Files = append(p.Files, f)
 	}
 	p.direct = len(p.Files)
-	p.indexReferencedFiles()
+	if err := p.indexReferencedFiles(opts.WorkingDir); err != nil {
+		return nil, err
+	}
 
 	compose, err := loadCompose(ctx, opts)
 	if err != nil {
@@ -129,7 +162,12 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	if p.envFileVars, err = dotenv.GetEnvFromFile(map[string]string{}, opts.EnvFiles); err != nil {
 		return nil, loadError(p.Files, err)
 	}
-	p.unsetVariables(opts.Environment)
+	if err := p.unsetVariables(opts.Environment); err != nil {
+		return nil, err
+	}
+	if err := p.confine(); err != nil {
+		return nil, err
+	}
 	if err := p.resolveEnvFiles(); err != nil {
 		return nil, loadError(p.Files, err)
 	}
@@ -173,18 +211,24 @@ func (p *Project) displayPathError(err error) {
 	}
 }
 
+// maxFiles bounds the Compose files of one project, include and extends
+// counted.
+const maxFiles = 64
+
 // indexReferencedFiles adds files pulled in by include and extends so
-// findings on their services point at the right place. Unreadable ones are
-// left to the loader to report.
-func (p *Project) indexReferencedFiles() {
+// findings on their services point at the right place, and so that the
+// loader, which reads them itself, reads only files of the project: each
+// is checked here first, against both directories the loader may resolve
+// it from. A missing one is left to the loader to report.
+func (p *Project) indexReferencedFiles(workingDir string) error {
 	seen := map[string]bool{}
 	for _, f := range p.Files {
 		seen[f.Abs] = true
 	}
-	for i := 0; i < len(p.Files) && len(p.Files) < 64; i++ {
+	for i := 0; i < len(p.Files); i++ {
 		f := p.Files[i]
 		dir := filepath.Dir(f.Abs)
-		var refs []string
+		var refs, others []string // others: files the loader reads that are not Compose files
 		if _, inc, ok := f.Lookup("include"); ok {
 			for _, item := range inc.Content {
 				switch item.Kind {
@@ -192,8 +236,11 @@ func (p *Project) indexReferencedFiles() {
 					refs = append(refs, item.Value)
 				case yaml.MappingNode:
 					for j := 0; j+1 < len(item.Content); j += 2 {
-						if item.Content[j].Value == "path" {
+						switch item.Content[j].Value {
+						case "path":
 							refs = append(refs, scalars(item.Content[j+1])...)
+						case "env_file", "project_directory":
+							others = append(others, scalars(item.Content[j+1])...)
 						}
 					}
 				}
@@ -230,20 +277,42 @@ func (p *Project) indexReferencedFiles() {
 				}
 			}
 		}
-		for _, ref := range refs {
+		for _, ref := range append(refs, others...) {
 			if strings.Contains(ref, "$") {
-				continue
+				return &LoadError{Pos: Position{File: f.Path}, Err: fmt.Errorf("include or extends path %q is interpolated", ref),
+					Fix: "write the path out: files that include and extends name are read before variables are known"}
 			}
+			for _, base := range []string{dir, workingDir} {
+				abs := ref
+				if !filepath.IsAbs(ref) {
+					abs = filepath.Join(base, ref)
+				}
+				if _, err := p.Dir.Resolve(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return &LoadError{Pos: Position{File: f.Path}, Err: err, Fix: "name files inside the project directory"}
+				}
+			}
+		}
+		for _, ref := range refs {
 			abs := resolve(ref)
 			if seen[abs] {
 				continue
 			}
 			seen[abs] = true
-			if nf, err := parseFile(abs, p.display(abs)); err == nil {
-				p.Files = append(p.Files, nf)
+			if len(p.Files) == maxFiles {
+				return &LoadError{Pos: Position{File: f.Path}, Err: fmt.Errorf("more than %d Compose files are included or extended", maxFiles),
+					Fix: "merge some of them"}
 			}
+			nf, err := p.parseFile(abs)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // the loader says which
+			}
+			if err != nil {
+				return err
+			}
+			p.Files = append(p.Files, nf)
 		}
 	}
+	return nil
 }
 
 func scalars(n *yaml.Node) []string {
@@ -337,7 +406,11 @@ func (p *Project) Written(path ...string) *yaml.Node {
 
 // unsetVariables reports ${VAR} references without a default whose
 // variable is set nowhere: compose silently substitutes an empty string.
-func (p *Project) unsetVariables(env types.Mapping) {
+//
+// A variable of the deployer's or the runner's own that the environment
+// does not hold is an error: the file asks for what it must never see,
+// and an empty string in its place would hide that.
+func (p *Project) unsetVariables(env types.Mapping) error {
 	seen := map[string]bool{}
 	for _, f := range p.Files {
 		for key, e := range f.nodes {
@@ -350,10 +423,13 @@ func (p *Project) unsetVariables(env types.Mapping) {
 			vars := template.ExtractVariables(map[string]any{"v": e.value.Value}, template.DefaultPattern)
 			for _, v := range slices.Sorted(maps.Keys(vars)) {
 				d := vars[v]
+				pos := Position{File: f.Path, Line: e.value.Line, Column: e.value.Column}
+				if _, set := env[v]; !set && internal(v, true) {
+					return internalError(pos, v)
+				}
 				if _, set := env[v]; set || d.DefaultValue != "" || d.PresenceValue != "" || d.Required || hasDefault(e.value.Value, v) {
 					continue
 				}
-				pos := Position{File: f.Path, Line: e.value.Line, Column: e.value.Column}
 				id := pos.String() + v
 				if seen[id] {
 					continue
@@ -368,6 +444,12 @@ func (p *Project) unsetVariables(env types.Mapping) {
 		}
 	}
 	slices.SortFunc(p.Problems, func(a, b Problem) int { return comparePos(a.Pos, b.Pos) })
+	return nil
+}
+
+func internalError(pos Position, name string) error {
+	return &LoadError{Pos: pos, Err: fmt.Errorf("%s is the runner's or the deployer's own variable, which a project never sees", name),
+		Fix: "give the value a name of the project's own, in an env file or (in Actions) the step's env: with the pass-env input"}
 }
 
 // hasDefault catches ${VAR-} and ${VAR:-}: an explicit empty default.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/checks/report"
 	"github.com/sethvargo/go-githubactions"
 	"github.com/spf13/cobra"
@@ -39,8 +40,15 @@ func newActionCommand() *cobra.Command {
 // actionCheckOptions reads the inputs that load and check a project.
 // Paths are resolved in working-directory but reported relative to the
 // workspace, so annotations and code scanning find the files.
-func actionCheckOptions(gha *githubactions.Action) checkOptions {
+//
+// The project sees only the variables the workflow names in pass-env, and
+// its files must stay inside the workspace: a pull request controls it.
+func actionCheckOptions(gha *githubactions.Action) (checkOptions, error) {
 	dir := inputOr(gha, "working-directory", ".")
+	env, err := project.ActionEnviron(list(gha.GetInput("pass-env")))
+	if err != nil {
+		return checkOptions{}, &exitError{code: exitConfig, err: fmt.Errorf("input pass-env: %w", err)}
+	}
 	o := checkOptions{
 		files:         inDir(dir, list(gha.GetInput("compose-files"))),
 		envFiles:      inDir(dir, list(gha.GetInput("env-files"))),
@@ -49,15 +57,21 @@ func actionCheckOptions(gha *githubactions.Action) checkOptions {
 		cloudflareSSL: gha.GetInput("cloudflare-ssl"),
 		hostMemory:    gha.GetInput("host-memory"),
 		environment:   gha.GetInput("environment"),
+		env:           env,
+		root:          workspace(),
 	}
 	if dir != "." {
 		o.workingDir = dir
 	}
-	return o
+	return o, nil
 }
 
 func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
-	o := actionCheckOptions(gha)
+	o, err := actionCheckOptions(gha)
+	if err != nil {
+		gha.Errorf("%v", err)
+		return err
+	}
 	_, findings, err := o.run(cmd.Context())
 	if err != nil {
 		gha.Errorf("%v", err)

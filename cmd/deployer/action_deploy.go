@@ -19,7 +19,12 @@ import (
 // known_hosts arrive as secrets' contents: they are masked, written to
 // owner-only files for the run, and removed after.
 func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
-	o := deployOptions{checkOptions: actionCheckOptions(gha)}
+	co, err := actionCheckOptions(gha)
+	if err != nil {
+		gha.Errorf("%v", err)
+		return err
+	}
+	o := deployOptions{checkOptions: co}
 	o.conn.hosts = list(gha.GetInput("hosts"))
 	o.conn.fingerprint = gha.GetInput("host-fingerprint")
 	o.conn.local = gha.GetInput("local") == "true"

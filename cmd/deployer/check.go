@@ -28,6 +28,16 @@ type checkOptions struct {
 	hostMemory    string
 	environment   string
 	listRules     bool
+	// env is what the project is interpolated with (nil: the shell's,
+	// less the deployer's own variables); root is the directory its files
+	// must stay inside (default: its working directory).
+	env  []string
+	root string
+}
+
+// loadOptions are the options that load the project.
+func (o checkOptions) loadOptions() project.Options {
+	return project.Options{Files: o.files, EnvFiles: o.envFiles, Profiles: o.profiles, WorkingDir: o.workingDir, Env: o.env, Root: o.root}
 }
 
 func newCheckCommand() *cobra.Command {
@@ -113,7 +123,7 @@ func (o checkOptions) run(ctx context.Context) (*project.Project, []checks.Findi
 	if err != nil {
 		return nil, nil, &exitError{code: exitConfig, err: err}
 	}
-	p, err := project.Load(ctx, project.Options{Files: o.files, EnvFiles: o.envFiles, Profiles: o.profiles, WorkingDir: o.workingDir})
+	p, err := project.Load(ctx, o.loadOptions())
 	if err != nil {
 		return nil, nil, &exitError{code: exitConfig, err: fmt.Errorf("load the Compose project: %w", err)}
 	}

@@ -168,7 +168,7 @@ func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
 	if err != nil {
 		return nil, &exitError{code: exitConfig, err: err}
 	}
-	p, err := project.Load(cmd.Context(), project.Options{Files: o.files, EnvFiles: o.envFiles, Profiles: o.profiles, WorkingDir: o.workingDir})
+	p, err := project.Load(cmd.Context(), o.loadOptions())
 	if err != nil {
 		return nil, &exitError{code: exitConfig, err: fmt.Errorf("load the Compose project: %w", err)}
 	}

@@ -13,13 +13,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/system"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
-	"github.com/moby/buildkit/session/secrets"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/tonistiigi/fsutil"
 
@@ -35,7 +35,7 @@ type Request struct {
 	Target     string            // the stage to build; the last one when empty
 	Args       map[string]string // build args
 	Labels     map[string]string // labels on the image
-	Secrets    map[string]string // id → "env:NAME" or a file path, as compose's build secrets give them
+	Secrets    map[string][]byte // id → value: read by the caller, which knows where from
 	Tag        string            // image name:tag to give the result
 	NoCache    bool              // build every step, use no cache
 }
@@ -217,10 +217,6 @@ func (b *Builder) build(ctx context.Context, req Request, o Options) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
-	secretStore, err := secretSources(req.Secrets)
-	if err != nil {
-		return Result{}, err
-	}
 	from, to, err := b.cacheOptions(req.Service, o)
 	if err != nil {
 		return Result{}, err
@@ -282,7 +278,7 @@ func (b *Builder) build(ctx context.Context, req Request, o Options) (Result, er
 		CacheImports:  cacheFrom,
 		CacheExports:  cacheTo,
 		SharedKey:     sharedKey(req.Context),
-		Session:       []session.Attachable{secretsprovider.NewSecretProvider(secretStore)},
+		Session:       []session.Attachable{secretsprovider.FromMap(req.Secrets)},
 	}
 	var load *loader
 	if b.engine {
@@ -375,7 +371,7 @@ func locateDockerfile(req Request) (*dockerfile, error) {
 		return nil, err
 	}
 	df := &dockerfile{path: abs, display: displayPath(abs)}
-	data, err := os.ReadFile(abs)
+	data, err := readDockerfile(abs)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no Dockerfile at %s: write one, or point the service's build.dockerfile at it", df.display)
 	} else if err != nil {
@@ -383,6 +379,30 @@ func locateDockerfile(req Request) (*dockerfile, error) {
 	}
 	df.parse(data)
 	return df, nil
+}
+
+// maxDockerfile bounds the Dockerfile read to check it; BuildKit's own
+// frontend refuses much less.
+const maxDockerfile = 4 << 20
+
+// readDockerfile reads a Dockerfile that is a regular file of a bounded
+// size: it may come from a pull request, as a named pipe or a huge file.
+func readDockerfile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", displayPath(path))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxDockerfile+1))
+	if err == nil && len(data) > maxDockerfile {
+		err = fmt.Errorf("%s is larger than %d MiB", displayPath(path), maxDockerfile>>20)
+	}
+	return data, err
 }
 
 // check refuses, before anything is sent to the builder, a target the
@@ -416,44 +436,6 @@ func targetError(target string, df *dockerfile) error {
 func missingSecretError(ids []string, df *dockerfile) error {
 	sort.Strings(ids)
 	return fmt.Errorf("%s needs build secret %s (RUN --mount=type=secret,…,required) and none is given: add it to the service's build.secrets and define it under the top-level secrets: with file: or environment:", df.display, quoteList(ids))
-}
-
-// secretSources turns compose's build secrets (id → "env:NAME" or a
-// file) into BuildKit's secret store, refusing one whose variable is unset
-// or whose file is missing: an empty secret would fail later and worse.
-func secretSources(given map[string]string) (secrets.SecretStore, error) {
-	var srcs []secretsprovider.Source
-	ids := make([]string, 0, len(given))
-	for id := range given {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		v := given[id]
-		if name, ok := strings.CutPrefix(v, "env:"); ok {
-			if _, set := os.LookupEnv(name); !set {
-				return nil, fmt.Errorf("build secret %q comes from the environment variable %s, which is not set: set it (in Actions, from a repository secret) or drop the secret", id, name)
-			}
-			srcs = append(srcs, secretsprovider.Source{ID: id, Env: name})
-			continue
-		}
-		if v == "" {
-			return nil, fmt.Errorf("build secret %q has neither a file nor an environment variable: give it file: or environment: under the top-level secrets:", id)
-		}
-		fi, err := os.Stat(v)
-		if err != nil {
-			return nil, fmt.Errorf("build secret %q: the file %s cannot be read: %w (write it before the deploy, e.g. from a repository secret)", id, v, err)
-		}
-		if fi.IsDir() {
-			return nil, fmt.Errorf("build secret %q: %s is a directory; a secret is one file", id, v)
-		}
-		srcs = append(srcs, secretsprovider.Source{ID: id, FilePath: v})
-	}
-	store, err := secretsprovider.NewStore(srcs)
-	if err != nil {
-		return nil, fmt.Errorf("build secrets: %w", err)
-	}
-	return store, nil
 }
 
 // sharedKey lets BuildKit send only what changed in a context it has seen
