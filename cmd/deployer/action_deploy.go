@@ -34,6 +34,7 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 	o.noRollback = gha.GetInput("no-rollback") == "true"
 	o.dryRun = gha.GetInput("dry-run") == "true"
 	o.builder = gha.GetInput("builder")
+	o.insecureBuilder = gha.GetInput("insecure-builder") == "true"
 	o.cacheFrom = list(gha.GetInput("cache-from"))
 	o.cacheTo = list(gha.GetInput("cache-to"))
 	o.trigger = "action"

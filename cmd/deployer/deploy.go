@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,14 +38,16 @@ func (c *connOptions) addFlags(f *pflag.FlagSet) {
 	_ = f.MarkHidden("root")
 }
 
-// configs turns the flags (or x-deployer settings) into SSH configs.
+// configs turns the flags into SSH configs. Where a project goes and
+// which host key vouches for a host are the operator's: x-deployer's
+// hosts, known-hosts and host-fingerprint (the Compose file may come from
+// a pull request) never choose them, and one that differs from the
+// operator's is an error rather than a silent choice.
 func (c *connOptions) configs(s project.Settings) ([]remote.Config, error) {
-	hosts := c.hosts
-	if len(hosts) == 0 && !c.local {
-		hosts = s.Hosts
+	if err := agree(s, c); err != nil {
+		return nil, err
 	}
-	knownHosts := cmp.Or(c.knownHosts, s.KnownHosts)
-	fingerprint := cmp.Or(c.fingerprint, s.HostFingerprint)
+	hosts, knownHosts, fingerprint := c.hosts, c.knownHosts, c.fingerprint
 	if c.local {
 		if len(c.hosts) > 0 {
 			return nil, errors.New("--local and --host exclude each other: pick one")
@@ -71,6 +74,58 @@ func (c *connOptions) configs(s project.Settings) ([]remote.Config, error) {
 	return out, nil
 }
 
+// agree checks x-deployer's hosts and host keys against the operator's:
+// in the file they only state what the operator must also say.
+func agree(s project.Settings, c *connOptions) error {
+	conflict := func(key, file, flag, given string) error {
+		if given == "" {
+			return fmt.Errorf("x-deployer.%s in the Compose file says %s, but only %s chooses that (the file may come from a pull request): give %s, or remove it from the file", key, file, flag, flag)
+		}
+		return fmt.Errorf("x-deployer.%s in the Compose file says %s, but %s says %s: the two must agree; fix or remove the file's", key, file, flag, given)
+	}
+	if len(s.Hosts) > 0 && !slices.Equal(slices.Sorted(slices.Values(s.Hosts)), slices.Sorted(slices.Values(c.hosts))) {
+		return conflict("hosts", strings.Join(s.Hosts, ", "), "--host", strings.Join(c.hosts, ", "))
+	}
+	if s.HostFingerprint != "" && s.HostFingerprint != c.fingerprint {
+		return conflict("host-fingerprint", s.HostFingerprint, "--host-fingerprint", c.fingerprint)
+	}
+	if s.KnownHosts != "" && !sameFile(s.KnownHosts, c.knownHosts) {
+		return conflict("known-hosts", s.KnownHosts, "--known-hosts", c.knownHosts)
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	if b == "" {
+		return false
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+// builder is where images are built: the operator's --builder, else
+// x-deployer.builder when it says host or local. An address of a buildkitd
+// (which receives the build context and the build secrets) is the
+// operator's alone to give, and a plaintext tcp:// one needs
+// --insecure-builder.
+func (o deployOptions) builderFor(s project.Settings) (string, error) {
+	b := o.builder
+	switch {
+	case s.Builder == "" || s.Builder == o.builder:
+	case o.builder != "":
+		return "", fmt.Errorf("x-deployer.builder in the Compose file says %s, but --builder says %s: the two must agree; fix or remove the file's", s.Builder, o.builder)
+	case s.Builder == deployer.BuilderHost || s.Builder == deployer.BuilderLocal:
+		b = s.Builder
+	default:
+		return "", fmt.Errorf("x-deployer.builder in the Compose file names the builder %s, which would receive the build context and secrets: only --builder chooses a builder by address (the file may come from a pull request)", s.Builder)
+	}
+	if strings.HasPrefix(b, "tcp://") && !o.insecureBuilder {
+		return "", fmt.Errorf("builder %s is plaintext TCP: the build context and build secrets would cross the network unencrypted; reach it through unix:// or docker-container://, or give --insecure-builder if the network is yours alone", b)
+	}
+	return b, nil
+}
+
 // passphrase reads an encrypted key's passphrase from the environment, so
 // it never sits in a flag (and in shell history).
 func passphrase() ([]byte, error) {
@@ -82,19 +137,20 @@ func passphrase() ([]byte, error) {
 
 type deployOptions struct {
 	checkOptions
-	conn           connOptions
-	name           string
-	migrate        string
-	healthTimeout  time.Duration
-	migrateTimeout time.Duration
-	lockTimeout    time.Duration
-	keep           int
-	noRollback     bool
-	dryRun         bool
-	trigger        string
-	builder        string
-	cacheFrom      []string
-	cacheTo        []string
+	conn            connOptions
+	name            string
+	migrate         string
+	healthTimeout   time.Duration
+	migrateTimeout  time.Duration
+	lockTimeout     time.Duration
+	keep            int
+	noRollback      bool
+	dryRun          bool
+	trigger         string
+	builder         string
+	cacheFrom       []string
+	cacheTo         []string
+	insecureBuilder bool
 }
 
 func newDeployCommand() *cobra.Command {
@@ -133,6 +189,7 @@ func (o *deployOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.noRollback, "no-rollback", false, "leave an unhealthy release running instead of rolling back (for debugging)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check and connect, change nothing")
 	f.StringVar(&o.builder, "builder", "", "where images are built: host (its BuildKit; the default), local (this machine's, then only missing layers are shipped), or a buildkitd address unix://… tcp://… docker-container://NAME")
+	f.BoolVar(&o.insecureBuilder, "insecure-builder", false, "allow a plaintext tcp:// builder address (the build context and secrets cross the network unencrypted)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "BuildKit cache to import, e.g. type=local,src=DIR or type=gha (repeatable)")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "BuildKit cache to export, e.g. type=local,dest=DIR,mode=max or type=gha (repeatable)")
 	f.StringVar(&o.trigger, "trigger", "cli", "who asked for this deploy, recorded in the release")
@@ -177,6 +234,10 @@ func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
 	if err != nil {
 		return nil, &exitError{code: exitConfig, err: err}
 	}
+	builder, err := o.builderFor(s)
+	if err != nil {
+		return nil, &exitError{code: exitConfig, err: err}
+	}
 	plan := &deployer.Plan{
 		Project: p, Name: o.name, Hosts: hosts, Local: o.conn.local, Root: o.conn.root,
 		Migrate:        cmp.Or(o.migrate, s.Migrate),
@@ -185,7 +246,7 @@ func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
 		LockTimeout:    cmp.Or(o.lockTimeout, s.LockTimeout.Duration),
 		Keep:           cmp.Or(o.keep, s.Keep),
 		NoRollback:     o.noRollback, DryRun: o.dryRun,
-		Builder:   cmp.Or(o.builder, s.Builder),
+		Builder:   builder,
 		CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
 		Checks: opts, Strict: o.strict,
 		Trigger: o.trigger, Commit: commit(),

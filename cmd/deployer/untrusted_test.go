@@ -282,3 +282,44 @@ func TestCheckHostileDockerfilePath(t *testing.T) {
 		t.Errorf("the output holds the environment's content")
 	}
 }
+
+// TestOperatorSettingsWin: x-deployer cannot choose the host, vouch for its
+// key or send the build somewhere; where it disagrees with the operator's
+// flags the deploy stops before it connects.
+func TestOperatorSettingsWin(t *testing.T) {
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	writeFiles(t, filepath.Dir(known), map[string]string{"known_hosts": "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZ1yW5oJ2KjBNpBv6FOtnJ3Qn7yBQUQlW6Kk8Yb2c5N\n"})
+	const svc = "services:\n  api:\n    image: app\n"
+	for _, tc := range []struct {
+		name, settings string
+		args           []string
+		want           string
+	}{
+		{"HostsFromTheFile", "  hosts: [deploy@192.0.2.66]\n", nil,
+			"x-deployer.hosts in the Compose file says deploy@192.0.2.66, but only --host chooses that"},
+		{"HostsDiffer", "  hosts: [deploy@192.0.2.66]\n", []string{"--host", "deploy@127.0.0.1:1", "--known-hosts", known},
+			"but --host says deploy@127.0.0.1:1"},
+		{"FingerprintFromTheFile", "  host-fingerprint: SHA256:" + strings.Repeat("B", 43) + "\n", []string{"--host", "deploy@127.0.0.1:1", "--known-hosts", known},
+			"x-deployer.host-fingerprint in the Compose file says SHA256:"},
+		{"BuilderAddressFromTheFile", "  builder: tcp://192.0.2.66:1234\n", []string{"--host", "deploy@127.0.0.1:1", "--known-hosts", known},
+			"only --builder chooses a builder by address"},
+		{"PlaintextBuilder", "", []string{"--host", "deploy@127.0.0.1:1", "--known-hosts", known, "--builder", "tcp://127.0.0.1:1234"},
+			"builder tcp://127.0.0.1:1234 is plaintext TCP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			compose := svc
+			if tc.settings != "" {
+				compose += "x-deployer:\n" + tc.settings
+			}
+			writeFiles(t, dir, map[string]string{"compose.yaml": compose})
+			r := runBinary(t, dir, nil, append([]string{"deploy", "-f", "compose.yaml"}, tc.args...)...)
+			if r.code != exitConfig || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d, want %d and an error saying %q", r.code, exitConfig, tc.want)
+			}
+			if strings.Contains(r.output(), "connect to") {
+				t.Errorf("it connected")
+			}
+		})
+	}
+}
