@@ -335,8 +335,12 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 			return fmt.Errorf("upload %s: %w", name, err)
 		}
 	}
+	env, err := envFile(t.plan.Env)
+	if err != nil {
+		return err
+	}
 	dir := t.releaseDir(rel.ID)
-	for name, data := range map[string][]byte{"compose.yaml": b.compose, ".env": dotenv(t.plan.Env)} {
+	for name, data := range map[string][]byte{"compose.yaml": b.compose, ".env": env} {
 		if err := t.host.WriteFile(ctx, path.Join(dir, name), data, 0o600); err != nil {
 			return fmt.Errorf("upload %s: %w", name, err)
 		}

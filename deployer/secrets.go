@@ -37,23 +37,6 @@ func secretHashes(p *types.Project) map[string]SecretHash {
 	return out
 }
 
-// dotenv writes KEY=VALUE pairs in the form compose reads back: single
-// quotes are literal, double quotes for values that hold a single quote.
-func dotenv(env []string) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by deployer for this release. Mode 0600: it holds secrets.\n")
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		if !strings.Contains(v, "'") {
-			fmt.Fprintf(&b, "%s='%s'\n", k, v)
-			continue
-		}
-		v = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "$", `\$`).Replace(v)
-		fmt.Fprintf(&b, "%s=\"%s\"\n", k, v)
-	}
-	return []byte(b.String())
-}
-
 // redact wraps a Reporter so that no secret value reaches it, whatever
 // prints it: a migration echoing its DATABASE_URL, an error quoting a
 // command line.
