@@ -131,12 +131,29 @@ func (s *stack) deployHooked(ctx context.Context, p *deployer.Plan, h hooks) (st
 }
 
 // hooks is a Reporter that calls step as each step starts, before the
-// step does anything, and line for each line of progress.
+// step does anything, line for each line of progress, and output with
+// what a command on the host prints (a migration's output).
 type hooks struct {
 	deployer.Reporter
-	step func(name string)
-	line func(line string)
+	step   func(name string)
+	line   func(line string)
+	output func(text string)
 }
+
+func (h hooks) Output() io.Writer {
+	w := h.Reporter.Output()
+	if h.output == nil {
+		return w
+	}
+	return writerFunc(func(p []byte) (int, error) {
+		h.output(string(p))
+		return w.Write(p)
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func (h hooks) Step(name string) func(error) {
 	if h.step != nil {
@@ -376,9 +393,10 @@ func TestConcurrentDeploysTakeTurns(t *testing.T) {
 	s := newStack(t)
 	var wg sync.WaitGroup
 	outs, errs := make([]string, 2), make([]error, 2)
-	secondWaits := make(chan struct{})
+	secondWaits, secondDone := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	second := func() {
+		defer close(secondDone)
 		outs[1], errs[1] = s.deployHooked(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v2"), hooks{line: func(line string) {
 			if strings.Contains(line, "another deploy holds the lock") {
 				once.Do(func() { close(secondWaits) })
@@ -390,7 +408,7 @@ func TestConcurrentDeploysTakeTurns(t *testing.T) {
 			wg.Go(second)
 			select {
 			case <-secondWaits:
-			case <-t.Context().Done():
+			case <-secondDone: // it failed without waiting: its error says why
 			}
 		}
 	}})
@@ -415,8 +433,8 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 		t.Fatalf("first deploy: %v", err)
 	}
 
-	// Cut the connection as the migration step starts: the release is
-	// uploaded and pending, the lock held.
+	// Cut the connection while the migration runs on the host: the
+	// release is uploaded and pending, the lock held.
 	cut := host
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -429,16 +447,19 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 		}
 		return c, err
 	}
-	cutting := hooks{step: func(name string) {
-		if strings.HasPrefix(name, "migrate") {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, c := range conns {
-				c.Close()
-			}
+	var once sync.Once
+	cutting := hooks{output: func(text string) {
+		if strings.Contains(text, "applying migrations") {
+			once.Do(func() {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range conns {
+					c.Close()
+				}
+			})
 		}
 	}}
-	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2"), cutting)
+	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2", "MIGRATE_SLEEP=3s"), cutting)
 	if err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("a deploy whose connection was cut: err = %v, want connection lost", err)
 	}

@@ -26,6 +26,10 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels: a deploy stops and rolls back what it
+	// changed. The second is the system's again and ends the process, for
+	// one who will not wait for that rollback.
+	context.AfterFunc(ctx, stop)
 	// The Compose loader logs its warnings through logrus; deployer reports
 	// the same problems as findings, with a place and a fix.
 	logrus.SetOutput(io.Discard)

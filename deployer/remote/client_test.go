@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -11,11 +10,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	osuser "os/user"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -417,7 +416,12 @@ func TestConnectionCut(t *testing.T) {
 	cutAt := time.Now()
 	cut.last().Close()
 	for range 2 {
-		err := <-ran
+		var err error
+		select {
+		case err = <-ran:
+		case <-time.After(patience):
+			t.Fatal("an in-flight command still runs after the cut")
+		}
 		if err == nil || !strings.Contains(err.Error(), "connection lost") || !strings.Contains(err.Error(), a.Name()) {
 			t.Errorf("Run after the cut = %v, want connection lost", err)
 		}
@@ -445,23 +449,34 @@ func TestKeepAlive(t *testing.T) {
 	env := sshEnv(t)
 	var cut cutter
 	cfg := env.config()
-	cfg.Dial, cfg.KeepAlive = cut.dial, 200*time.Millisecond
+	cfg.Dial, cfg.KeepAlive = cut.dial, time.Second
 	c := dialTest(t, cfg)
-	// A command that lasts many keepalive rounds (timed by the host, not
+	// A command that lasts several keepalive rounds (timed by the host, not
 	// by the test): it succeeds, as the connection stays up while answers
 	// come.
-	if err := c.Run(t.Context(), Cmd{Args: []string{"sleep", "2"}}); err != nil {
+	if err := c.Run(t.Context(), Cmd{Args: []string{"sleep", "5"}}); err != nil {
 		t.Fatal(err)
 	}
 	ran := make(chan error, 1)
 	sleeping := newSignal("up")
-	go func() { ran <- c.Run(t.Context(), Cmd{Args: sh("echo up; exec sleep 600"), Stdout: sleeping}) }()
+	token := fmt.Sprintf("600.%09d", rand.Int32N(1e9))
+	go func() { ran <- c.Run(t.Context(), Cmd{Args: sh(`echo up; exec sleep "$1"`, token), Stdout: sleeping}) }()
 	sleeping.wait(t)
+	// The host never hears of the frozen connection: end its command.
+	t.Cleanup(func() {
+		for _, pid := range running(token) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	frozen := time.Now()
 	cut.last().frozen.Store(true)
-	err := <-ran
-	if err == nil || !strings.Contains(err.Error(), "no answer to keepalive for") {
-		t.Errorf("Run = %v, want the keepalive failure", err)
+	select {
+	case err := <-ran:
+		if err == nil || !strings.Contains(err.Error(), "no answer to keepalive for") {
+			t.Errorf("Run = %v, want the keepalive failure", err)
+		}
+	case <-time.After(patience):
+		t.Fatal("the command still runs on a frozen connection")
 	}
 	t.Logf("frozen connection detected after %s", time.Since(frozen).Round(time.Millisecond))
 }
@@ -550,28 +565,32 @@ func TestLockShared(t *testing.T) {
 	}
 }
 
-// TestSlowShell runs commands, cancels and locks as a user whose login
-// shell takes a second to start, as a deploy user's does when its .bashrc
-// loads nvm, rbenv or conda: what a Client does must not depend on a quick
-// session start.
+// TestSlowShell runs commands, cancels and locks as users whose login
+// shells print a banner and take a second, or three (longer than a
+// cancelled command's grace period), to start, as a deploy user's does when
+// its .bashrc loads nvm, rbenv or conda: what a Client does must not depend
+// on a quick, quiet session start.
 func TestSlowShell(t *testing.T) {
 	env := sshEnv(t)
-	cfg := env.config()
-	cfg.User = env.SlowUser
-	c := dialTest(t, cfg)
-	for _, tt := range []struct {
-		name string
-		test func(*testing.T, Host)
-	}{
-		{"Args", testArgs},
-		{"ExitError", testExitError},
-		{"Output", testOutput},
-		{"Cancel", testCancel},
-		{"Lock", testLock},
-		{"LockCancel", testLockCancel},
-		{"CancelWhileStarting", testCancelWhileStarting},
-	} {
-		t.Run(tt.name, func(t *testing.T) { tt.test(t, c) })
+	for _, user := range []string{env.SlowUser, env.SlowerUser} {
+		t.Run(user, func(t *testing.T) {
+			cfg := env.config()
+			cfg.User = user
+			c := dialTest(t, cfg)
+			for _, tt := range []struct {
+				name string
+				test func(*testing.T, Host)
+			}{
+				{"Args", testArgs},
+				{"Output", testOutput},
+				{"Cancel", testCancel},
+				{"Lock", testLock},
+				{"LockCancel", testLockCancel},
+				{"CancelWhileStarting", testCancelWhileStarting},
+			} {
+				t.Run(tt.name, func(t *testing.T) { tt.test(t, c) })
+			}
+		})
 	}
 }
 
@@ -579,31 +598,25 @@ func TestSlowShell(t *testing.T) {
 // to run it is still starting (its .bashrc has begun): the command never
 // outlives the cancel.
 func testCancelWhileStarting(t *testing.T, h Host) {
-	c := h.(*Client)
-	user, _, _ := strings.Cut(c.Name(), "@")
-	u, err := osuser.Lookup(user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := filepath.Join(u.HomeDir, ".shell-started")
-	before, _ := os.ReadFile(started)
-	// The command is known by an argument no other process has.
+	// The command is known by an argument no other process has; the login
+	// shell's command line holds it from the moment the shell starts.
 	token := fmt.Sprintf("3600.%09d", rand.Int32N(1e9))
+	mentions := func(args []string) bool { return strings.Contains(strings.Join(args, " "), token) }
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() {
-		if waitUntil(ctx, func() bool { now, _ := os.ReadFile(started); return len(now) > 0 && !bytes.Equal(now, before) }) {
+		if waitUntil(ctx, func() bool { return len(processes(mentions)) > 0 }) {
 			cancel()
 		}
 	}()
-	if err := c.Run(ctx, Cmd{Args: []string{"sleep", token}}); !errors.Is(err, context.Canceled) {
+	if err := h.Run(ctx, Cmd{Args: []string{"sleep", token}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want it cancelled", err)
 	}
-	// The login shell was running when the cancel came (its command line
-	// holds the token); once no process mentions the token, neither the
-	// shell nor the command it was to start runs, and none can start.
-	mentions := func(args []string) bool { return strings.Contains(strings.Join(args, " "), token) }
-	if !waitUntil(t.Context(), func() bool { return len(processes(mentions)) == 0 }) {
-		t.Errorf("sleep %s (or the shell starting it) still runs after the cancel: %v", token, processes(mentions))
+	// Run returns once the command's session has ended, so by now neither
+	// the shell nor the command it was to start may run: looked at once,
+	// without waiting, since a shell still in its .bashrc would start the
+	// command later.
+	if pids := processes(mentions); len(pids) != 0 {
+		t.Errorf("sleep %s, or the shell starting it, still runs after Run returned: %v", token, pids)
 	}
 }

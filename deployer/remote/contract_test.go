@@ -156,7 +156,9 @@ func testStdin(t *testing.T, h Host) {
 		// stdin that never ends, beyond the grace period.
 		r, w := io.Pipe()
 		defer w.Close()
-		if err := h.Run(t.Context(), Cmd{Args: []string{"true"}, Stdin: r}); err != nil {
+		ctx, cancel := context.WithTimeout(t.Context(), patience)
+		defer cancel()
+		if err := h.Run(ctx, Cmd{Args: []string{"true"}, Stdin: r}); err != nil {
 			t.Errorf("Run = %v", err)
 		}
 	})
@@ -202,8 +204,9 @@ func testCancel(t *testing.T, h Host) {
 			cancel()
 		}
 	}()
-	err := h.Run(ctx, Cmd{Args: sh(`echo $$ >"$1"; sleep 60 & echo $! >"$2.new"; mv "$2.new" "$2"; wait`, shell, child)})
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "sleep 60") {
+	// Longer than the test waits for it to be gone: only the cancel ends it.
+	err := h.Run(ctx, Cmd{Args: sh(`echo $$ >"$1"; sleep 3600 & echo $! >"$2.new"; mv "$2.new" "$2"; wait`, shell, child)})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "sleep 3600") {
 		t.Errorf("Run = %v, want it cancelled, naming the command", err)
 	}
 	for _, file := range []string{shell, child} {
@@ -424,7 +427,12 @@ func testLock(t *testing.T, h Host) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("waiter took the lock %s after it was released", time.Since(<-released).Round(time.Millisecond))
+	select {
+	case at := <-released:
+		t.Logf("waiter took the lock %s after it was released", time.Since(at).Round(time.Millisecond))
+	case <-time.After(patience):
+		t.Fatal("a was never released")
+	}
 	if got, _ := os.ReadFile(file); !bytes.Equal(got, holderB) {
 		t.Errorf("lock file holds %q, want holder b", got)
 	}

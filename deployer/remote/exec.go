@@ -21,11 +21,12 @@ import (
 //
 // sshd starts every command through the user's login shell, which may take
 // a while (a .bashrc that loads nvm, rbenv or conda) and may print on the
-// way. Whatever comes before the marker is the shell's, not the command's,
-// and is dropped. A cancel waits for the marker however long the shell
-// takes, so that a command is ended even when the cancel arrived before it
-// started; and if the client has stopped listening by then, printing the
-// marker fails and the command never starts.
+// way. Whatever comes before the marker on stdout is the shell's, not the
+// command's, and is dropped (what it prints on stderr cannot be told from
+// the command's). A cancel waits for the marker as long as the shell takes,
+// up to shellStart, so that a command is ended even when the cancel arrived
+// before it started; and if the client has stopped listening by then,
+// printing the marker fails and the command never starts.
 const (
 	groupMarker = "\x1edeployer-pgid "
 	groupLine   = `if read -r s </proc/$$/stat 2>/dev/null; then s=${s##*) }; s=${s#* }; s=${s#* }; g=${s%% *}; else g=$$; fi
@@ -37,8 +38,12 @@ printf '\036deployer-pgid %s\n' "$g" || exit 141
 
 // shellStart bounds how long a cancel waits for a login shell to start the
 // command it cancels; past that the session is closed, which stops the
-// command before it starts.
-const shellStart = time.Minute
+// command before it starts. killWait bounds the session that sends the
+// signal, its own login shell included.
+const (
+	shellStart = time.Minute
+	killWait   = 15 * time.Second
+)
 
 // Run runs a command on the host.
 func (c *Client) Run(ctx context.Context, cmd Cmd) error {
@@ -152,7 +157,7 @@ func (c *Client) kill(pgid int, sig string) {
 	select {
 	case <-done: // it fails if the group is gone already, which is fine
 	case <-c.done:
-	case <-time.After(shellStart):
+	case <-time.After(killWait):
 	}
 }
 
@@ -174,33 +179,43 @@ func newGroupWriter(w io.Writer) *groupWriter {
 	return &groupWriter{w: w, known: make(chan struct{})}
 }
 
-// maxGroupLine bounds the marker line: a longer one is not ours.
-const maxGroupLine = len(groupMarker) + 32
+// maxGroupID bounds what follows the marker on its line: a longer line is
+// not a marker line.
+const maxGroupID = 32
 
 func (g *groupWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	if !g.read {
 		g.pre = append(g.pre, p...)
-		i := bytes.Index(g.pre, []byte(groupMarker))
-		if i < 0 {
-			// The shell's noise: keep only what may begin the marker.
-			if cut := len(g.pre) - len(groupMarker); cut > 0 {
-				g.pre = append(g.pre[:0], g.pre[cut:]...)
+		p = nil
+		for !g.read {
+			i := bytes.Index(g.pre, []byte(groupMarker))
+			if i < 0 {
+				// The shell's noise: keep only what may begin the marker.
+				if cut := len(g.pre) - len(groupMarker); cut > 0 {
+					g.pre = bytes.Clone(g.pre[cut:])
+				}
+				break
 			}
-			return n, nil
-		}
-		line := g.pre[i+len(groupMarker):]
-		end := bytes.IndexByte(line, '\n')
-		if end < 0 {
-			if len(line) > maxGroupLine {
-				g.pre = append(g.pre[:0], line...) // not a marker line after all
+			line := g.pre[i+len(groupMarker):]
+			end := bytes.IndexByte(line, '\n')
+			switch {
+			case end < 0 && len(line) <= maxGroupID:
+				// The rest of the line is still to come.
+			case end < 0:
+				g.pre = bytes.Clone(line) // too long for a marker line: look on
+				continue
+			case end <= maxGroupID && parseGroup(line[:end]) > 0:
+				g.pgid, g.read = parseGroup(line[:end]), true
+				close(g.known)
+				p, g.pre = line[end+1:], nil
+				continue
+			default:
+				g.pre = bytes.Clone(line[end+1:]) // not a marker line: look on
+				continue
 			}
-			return n, nil
+			break
 		}
-		g.pgid = parseGroup(line[:end])
-		g.read = true
-		close(g.known)
-		p, g.pre = line[end+1:], nil
 	}
 	if len(p) > 0 {
 		if _, err := g.w.Write(p); err != nil {

@@ -145,14 +145,25 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 		w.Close()
 		done <- err
 	}()
-	lines := make(chan string, 2) // the script prints at most two
+	// The script's lines, until it ends. Read to the end whatever happens,
+	// so that the session's output never blocks; once Lock has returned,
+	// nobody listens and what comes is dropped.
+	lines := make(chan string)
+	returned := make(chan struct{})
+	defer close(returned)
 	go func() {
 		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
+		r := bufio.NewReaderSize(stdout, 4096)
+		for {
+			line, err := readLine(r)
+			if err != nil {
+				return
+			}
+			select {
+			case lines <- line:
+			case <-returned:
+			}
 		}
-		io.Copy(io.Discard, stdout) // a line too long to scan is none of ours
 	}()
 
 	var timedOut []byte // the holder when the script gave up
@@ -199,6 +210,25 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 		err = errors.New("the lock command ended without taking the lock")
 	}
 	return nil, c.why(err)
+}
+
+// readLine reads one line, dropping one that does not fit the reader's
+// buffer: the lock script's lines are short, a longer one is not its.
+func readLine(r *bufio.Reader) (string, error) {
+	line, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = r.ReadSlice('\n')
+		}
+		if err != nil {
+			return "", err
+		}
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSuffix(line, []byte("\n"))), nil
 }
 
 // unhex decodes the lock script's hex; what does not decode is no holder.

@@ -26,9 +26,10 @@ import (
 type Env struct {
 	Host, Port, Key, KnownHosts string
 	// User is an unprivileged user in the docker group with a plain shell;
-	// SlowUser is one whose login shell takes a second to start.
-	User, SlowUser string
-	Dir            string // the sshd's state directory
+	// SlowUser's login shell prints a banner and takes a second to start,
+	// SlowerUser's three (longer than a cancelled command's grace period).
+	User, SlowUser, SlowerUser string
+	Dir                        string // the sshd's state directory
 }
 
 // Need skips the test, or fails it in CI, where nothing may be missing. It
@@ -75,7 +76,7 @@ func Chown(t testing.TB, path, user string) {
 // from .testenv/env at the repository root.
 func SSH(t testing.TB) Env {
 	t.Helper()
-	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_SLOW_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
+	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_SLOW_USER", "TEST_SSH_SLOWER_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
 	vars := map[string]string{}
 	for _, k := range keys {
 		vars[k] = os.Getenv(k)
@@ -92,7 +93,7 @@ func SSH(t testing.TB) Env {
 	}
 	return Env{
 		Host: vars["TEST_SSH_HOST"], Port: vars["TEST_SSH_PORT"],
-		User: vars["TEST_SSH_USER"], SlowUser: vars["TEST_SSH_SLOW_USER"],
+		User: vars["TEST_SSH_USER"], SlowUser: vars["TEST_SSH_SLOW_USER"], SlowerUser: vars["TEST_SSH_SLOWER_USER"],
 		Key: vars["TEST_SSH_KEY"], KnownHosts: vars["TEST_SSH_KNOWN_HOSTS"],
 		Dir: filepath.Dir(vars["TEST_SSH_KNOWN_HOSTS"]),
 	}
