@@ -528,7 +528,9 @@ func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause 
 func (t *target) finish(ctx context.Context, rel *Release, status Status, cause error) {
 	rel.Status, rel.Finished = status, t.plan.Now().UTC()
 	if cause != nil {
-		rel.Error = cause.Error()
+		// Persisted, and shown by releases: the last lines of a failed
+		// migration may hold what it was given.
+		rel.Error = Redact(cause.Error(), t.plan.Secrets)
 	}
 	if err := t.writeRelease(ctx, rel); err != nil {
 		t.rep.Warnf("%v", err)

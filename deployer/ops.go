@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 
 	"github.com/semalink/deploy-action/deployer/remote"
@@ -35,11 +36,15 @@ func Releases(ctx context.Context, plan *Plan, rep Reporter) ([]HostReleases, er
 			return err
 		}
 		hr := HostReleases{Host: h.Name(), Current: cur}
+		// Errors are stored redacted; those of releases written before
+		// that are redacted here, by the releases' own .env.
+		secrets := append(t.releaseSecrets(ctx, ids...), p.Secrets...)
 		for _, id := range ids {
 			rel, err := t.readRelease(ctx, id)
 			if err != nil {
 				rel = &Release{ID: id, Status: "unreadable", Error: err.Error()}
 			}
+			rel.Error = Redact(rel.Error, secrets)
 			hr.Releases = append(hr.Releases, *rel)
 		}
 		out = append(out, hr)
@@ -57,7 +62,7 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		return err
 	}
 	rep = redact(rep, p.Secrets)
-	return eachHost(ctx, p, rep, func(h remote.Host) error {
+	return eachHost(ctx, p, rep, func(h remote.Host) (err error) {
 		t, _, end, err := session(ctx, p, h, rep)
 		if err != nil {
 			return err
@@ -71,6 +76,19 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		if err != nil {
 			return err
 		}
+		// A rollback has no env files of its own: the two releases' .env on
+		// the host say what to hide, in its output and in its error (which
+		// may quote a container's last log lines).
+		secrets := append(t.releaseSecrets(ctx, cur, id), p.Secrets...)
+		rep := redact(rep, secrets)
+		t.rep, t.plan = rep, &Plan{}
+		*t.plan = *p
+		t.plan.Secrets = secrets
+		defer func() {
+			if err != nil {
+				err = redactedError{msg: Redact(err.Error(), secrets), err: err}
+			}
+		}()
 		done := rep.Step(fmt.Sprintf("roll back from %s to %s", cur, id))
 		err = t.upAndWait(ctx, id)
 		done(err)
@@ -98,6 +116,29 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		rep.Printf("%s is live again", id)
 		return nil
 	})
+}
+
+// releaseSecrets are the values of the releases' .env files on the host:
+// what a command that has no env files of its own must hide.
+func (t *target) releaseSecrets(ctx context.Context, ids ...string) []string {
+	var out []string
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		data, err := t.host.ReadFile(ctx, path.Join(t.releaseDir(id), ".env"))
+		if err != nil {
+			continue
+		}
+		vars, err := readEnvFile(data)
+		if err != nil {
+			continue
+		}
+		for _, v := range vars {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // rollbackTarget picks the release to go back to: the one asked for, or

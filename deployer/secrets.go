@@ -41,22 +41,38 @@ func secretHashes(p *types.Project) map[string]SecretHash {
 // prints it: a migration echoing its DATABASE_URL, an error quoting a
 // command line.
 func redact(r Reporter, secrets []string) Reporter {
+	rep := replacer(secrets)
+	if rep == nil {
+		return r
+	}
+	return &redactor{r: r, rep: rep}
+}
+
+// minSecret is the length below which a value is not hidden: a secret is
+// longer, and hiding every "1" or "yes" would garble everything.
+const minSecret = 4
+
+// replacer is the one rule for hiding secrets, used by everything that
+// prints or persists: each value of at least minSecret bytes becomes ***,
+// longest first, so that a secret that contains another (hunter22extra
+// and hunter22) is hidden whole rather than leaving its tail. nil when
+// there is nothing to hide.
+func replacer(secrets []string) *strings.Replacer {
 	var keep []string
 	for _, s := range secrets {
-		if len(s) >= 4 {
+		if len(s) >= minSecret && !slices.Contains(keep, s) {
 			keep = append(keep, s)
 		}
 	}
 	if len(keep) == 0 {
-		return r
+		return nil
 	}
-	// Longest first, so a secret that contains another is hidden whole.
-	slices.SortFunc(keep, func(a, b string) int { return len(b) - len(a) })
-	var pairs []string
+	slices.SortStableFunc(keep, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(keep))
 	for _, s := range keep {
 		pairs = append(pairs, s, "***")
 	}
-	return &redactor{r: r, rep: strings.NewReplacer(pairs...)}
+	return strings.NewReplacer(pairs...)
 }
 
 type redactor struct {
@@ -111,15 +127,13 @@ type redactedError struct {
 func (e redactedError) Error() string { return e.msg }
 func (e redactedError) Unwrap() error { return e.err }
 
-// Redact hides secrets in a message for callers outside the pipeline.
+// Redact hides secrets in a message, by the same rule as the pipeline's
+// own output.
 func Redact(msg string, secrets []string) string {
-	var pairs []string
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			pairs = append(pairs, s, "***")
-		}
+	if rep := replacer(secrets); rep != nil {
+		return rep.Replace(msg)
 	}
-	return strings.NewReplacer(pairs...).Replace(msg)
+	return msg
 }
 
 // checkDrift compares the init-only secrets with the ones the live release

@@ -182,6 +182,13 @@ func (e *TooLargeError) Error() string {
 // make a loop.
 const maxDepth = 32
 
+// ReadPlainFile reads a regular file of at most limit bytes, wherever it
+// is: for files the operator named, which need no confinement but must
+// not hang or exhaust memory either.
+func ReadPlainFile(path string, limit int64) ([]byte, error) {
+	return readRegular(path, path, limit)
+}
+
 // Walk calls fn with the content of every regular file at or below path,
 // with its path relative to path ("." for path itself), in lexical order.
 // Every entry is checked as ReadFile checks it, links included: a link

@@ -18,11 +18,15 @@ func (p *Project) EnvFileVars() []string {
 	return out
 }
 
-// SecretKey matches variable names that hold secrets.
-var SecretKey = regexp.MustCompile(`(?i)(^|_)(pass|password|passwd|secret|token|api_?key|private_?key|access_?key|secret_?key|auth_?key|credentials?)$`)
+// SecretKey matches variable names that hold secrets, wherever the word
+// stands in the name: PGPASSWORD, MYSQL_PWD, SECRET_KEY_BASE,
+// RAILS_MASTER_KEY, STRIPE_KEY, SENTRY_DSN, SESSION_SALT…
+// A word of the name (between underscores) says so, or the name's end.
+var SecretKey = regexp.MustCompile(`(?i)(^|_)(pass|password|passwd|pwd|secret|token|key|apikey|credentials?|dsn|salt|auth|private|cookie|signature)(_|$)|(password|passwd|pwd|token|secret|key)$`)
 
-// SecretValues returns every value that must never be printed: those of
-// secret-looking variables in the env files and the services' environments,
+// SecretValues returns every value that must never be printed: every
+// value of the env files, whatever its name (they are where secrets are
+// kept), those of secret-looking variables in the services' environments,
 // and the passwords inside URLs.
 func (p *Project) SecretValues() []string {
 	seen := map[string]bool{}
@@ -43,6 +47,7 @@ func (p *Project) SecretValues() []string {
 		}
 	}
 	for k, v := range p.envFileVars {
+		seen[v] = v != ""
 		add(k, v)
 	}
 	if p.Compose != nil {
@@ -55,8 +60,10 @@ func (p *Project) SecretValues() []string {
 		}
 	}
 	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
+	for v, secret := range seen {
+		if secret {
+			out = append(out, v)
+		}
 	}
 	slices.Sort(out)
 	return out

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/checks/report"
@@ -63,7 +64,71 @@ func actionCheckOptions(gha *githubactions.Action) (checkOptions, error) {
 	if dir != "." {
 		o.workingDir = dir
 	}
+	maskEnvFiles(gha, o)
 	return o, nil
+}
+
+// maskEnvFiles hides every value of the env files the project will read,
+// whatever its name, before anything is loaded or printed: a load error
+// may quote one.
+func maskEnvFiles(gha *githubactions.Action, o checkOptions) {
+	files := o.envFiles
+	if len(files) == 0 {
+		dir := o.workingDir
+		if dir == "" && len(o.files) > 0 {
+			dir = filepath.Dir(o.files[0])
+		}
+		files = []string{filepath.Join(dir, ".env")}
+	}
+	for _, f := range files {
+		data, err := project.ReadPlainFile(f, project.MaxFileSize)
+		if err != nil {
+			continue // the loader says what is wrong with it
+		}
+		vars, _ := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { return "", false })
+		for _, v := range vars {
+			mask(gha, v)
+		}
+		// As written, too: a file that does not parse is quoted by the
+		// loader's error, which is where a value would leak.
+		for line := range strings.Lines(string(data)) {
+			line = strings.TrimPrefix(strings.TrimSpace(line), "export ")
+			if _, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				mask(gha, strings.Trim(strings.TrimSpace(v), `"'`))
+			}
+		}
+	}
+}
+
+// mask hides a secret in the log: the runner matches masks line by line,
+// so each line of a value is a mask of its own. Short lines are left, by
+// the rule every redaction here follows (deployer.Redact).
+func mask(gha *githubactions.Action, secret string) {
+	for line := range strings.Lines(secret) {
+		if line = strings.TrimSpace(line); len(line) >= 4 {
+			gha.AddMask(line)
+		}
+	}
+}
+
+// commandSafe keeps a line of untrusted text (what a build, a migration or
+// a container printed, an error that quotes it) from being read by the
+// runner as a workflow command (::set-env, ::stop-commands, ::error…):
+// such a line is shown behind "| ".
+func commandSafe(line string) string {
+	if t := strings.TrimLeft(line, " \t"); strings.HasPrefix(t, "::") || strings.HasPrefix(t, "##[") {
+		return "| " + line
+	}
+	return line
+}
+
+// commandSafeText is commandSafe for every line of s.
+func commandSafeText(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		b.WriteString(commandSafe(line))
+	}
+	return b.String()
 }
 
 func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {

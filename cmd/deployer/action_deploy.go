@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +30,9 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 	o.conn.hosts = list(gha.GetInput("hosts"))
 	o.conn.fingerprint = gha.GetInput("host-fingerprint")
 	o.conn.local = gha.GetInput("local") == "true"
-	o.conn.root = deployer.DefaultRoot
+	// The deployer's directory on the host, as the hidden --root flag sets
+	// it; the step's env, not an input, as few should change it.
+	o.conn.root = cmp.Or(os.Getenv("DEPLOYER_ROOT"), deployer.DefaultRoot)
 	o.name = gha.GetInput("project")
 	o.migrate = gha.GetInput("migrate")
 	o.noRollback = gha.GetInput("no-rollback") == "true"
@@ -83,7 +87,7 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 		return err
 	}
 	for _, s := range plan.Secrets {
-		gha.AddMask(s)
+		mask(gha, s)
 	}
 	rep := &actionReporter{gha: gha, w: cmd.OutOrStdout()}
 	err = deployer.Run(cmd.Context(), plan, rep)
@@ -118,7 +122,7 @@ func (r *actionReporter) Step(name string) func(error) {
 	return func(err error) {
 		took := time.Since(start).Round(time.Millisecond)
 		if err != nil {
-			fmt.Fprintf(r.w, "%s failed after %s: %v\n", name, took, err)
+			fmt.Fprint(r.w, commandSafeText(fmt.Sprintf("%s failed after %s: %v\n", name, took, err)))
 		} else {
 			fmt.Fprintf(r.w, "%s done in %s\n", name, took)
 		}
@@ -126,6 +130,32 @@ func (r *actionReporter) Step(name string) func(error) {
 	}
 }
 
-func (r *actionReporter) Printf(format string, args ...any) { fmt.Fprintf(r.w, format+"\n", args...) }
-func (r *actionReporter) Warnf(format string, args ...any)  { r.gha.Warningf(format, args...) }
-func (r *actionReporter) Output() io.Writer                 { return r.w }
+func (r *actionReporter) Printf(format string, args ...any) {
+	fmt.Fprint(r.w, commandSafeText(fmt.Sprintf(format, args...)+"\n"))
+}
+
+func (r *actionReporter) Warnf(format string, args ...any) { r.gha.Warningf(format, args...) }
+
+// Output is where a command's own output goes: untrusted, so no line of it
+// may run a workflow command.
+func (r *actionReporter) Output() io.Writer { return &commandSafeWriter{w: r.w} }
+
+// commandSafeWriter passes whole lines through commandSafe.
+type commandSafeWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (c *commandSafeWriter) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if _, err := io.WriteString(c.w, commandSafe(string(c.buf[:i+1]))); err != nil {
+			return 0, err
+		}
+		c.buf = c.buf[i+1:]
+	}
+}

@@ -14,6 +14,10 @@
 //	MIGRATE_SLEEP=5s  migrate takes that long first
 //	FAIL_HEALTH=1     /health answers 503
 //	CRASH_AFTER=5s    serve exits 1 after that long
+//	ECHO_ENV=A,B      serve and migrate first print A=… and B=… on stdout and
+//	                  stderr, as a careless program logs its settings
+//	ECHO_TEXT=TEXT    …and TEXT, as it is (say, a line that looks like a
+//	                  workflow command)
 //
 // It is built into a FROM scratch image, which has no shell or wget, so it
 // also carries its own healthcheck probe: `api probe URL`, or the binary
@@ -32,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +55,9 @@ func main() {
 		cmd = "probe" // copied into other images as /usr/bin/probe
 	case len(args) > 0:
 		cmd, args = args[0], args[1:]
+	}
+	if cmd == "serve" || cmd == "migrate" {
+		echo()
 	}
 	var err error
 	switch cmd {
@@ -266,6 +274,23 @@ func migrate() error {
 	}
 	fmt.Println("migrate: up to date")
 	return nil
+}
+
+// echo prints what ECHO_ENV and ECHO_TEXT ask for, on both streams.
+func echo() {
+	var lines []string
+	for _, name := range strings.Split(os.Getenv("ECHO_ENV"), ",") {
+		if name != "" {
+			lines = append(lines, name+"="+os.Getenv(name))
+		}
+	}
+	if t := os.Getenv("ECHO_TEXT"); t != "" {
+		lines = append(lines, t)
+	}
+	for _, line := range lines {
+		fmt.Println(line)
+		fmt.Fprintln(os.Stderr, line)
+	}
 }
 
 // probe is the image's healthcheck: GET the URL, succeed on 2xx.

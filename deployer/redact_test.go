@@ -1,0 +1,39 @@
+package deployer
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRedact(t *testing.T) {
+	secrets := []string{"hunter22", "hunter22extra", "abc", "s3cr3t-token"}
+	for _, tc := range []struct{ in, want string }{
+		// Longest first: the longer secret is hidden whole, no tail left.
+		{"pass=hunter22extra", "pass=***"},
+		{"pass=hunter22 and hunter22extra", "pass=*** and ***"},
+		{"short abc stays", "short abc stays"},
+		{"url postgres://u:s3cr3t-token@db/x", "url postgres://u:***@db/x"},
+		{"nothing here", "nothing here"},
+	} {
+		if got := Redact(tc.in, secrets); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// The pipeline's reporter hides by the same rule, in every channel.
+	var out bytes.Buffer
+	rep := redact(&TextReporter{W: &out}, secrets)
+	rep.Printf("printf hunter22extra")
+	rep.Warnf("warn %s", "hunter22")
+	rep.Step("step hunter22extra")(errors.New("failed: hunter22extra"))
+	w := rep.Output()
+	w.Write([]byte("out hunt"))
+	w.Write([]byte("er22extra split across writes\n"))
+	if strings.Contains(out.String(), "hunter") || strings.Contains(out.String(), "extra") {
+		t.Errorf("a secret or its tail got through:\n%s", out.String())
+	}
+	if n := strings.Count(out.String(), "***"); n != 6 {
+		t.Errorf("%d secrets hidden, want 6:\n%s", n, out.String())
+	}
+}
