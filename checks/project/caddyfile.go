@@ -48,7 +48,15 @@ type token struct {
 // ParseCaddyfile reads a Caddyfile. The grammar is Caddy's: tokens split on
 // white space, "quoted" and `backtick` tokens, # comments, \ line
 // continuation, <<HEREDOC, and { } blocks.
+//
+// A Caddyfile of more than maxCaddyfile bytes, or with blocks nested more
+// than maxCaddyDepth deep, is refused: it may come from a pull request,
+// and real ones are a few kilobytes and a few levels.
 func ParseCaddyfile(path string, data []byte) (*Caddyfile, error) {
+	if len(data) > maxCaddyfile {
+		return nil, &LoadError{Pos: Position{File: path}, Err: fmt.Errorf("the Caddyfile is %d bytes, more than the %d KiB one may be", len(data), maxCaddyfile>>10),
+			Fix: "split it with import, or check that the mount names the Caddyfile"}
+	}
 	toks, err := lexCaddyfile(data)
 	if err != nil {
 		return nil, &LoadError{Pos: Position{File: path, Line: err.line}, Err: err, Fix: "fix the Caddyfile syntax; `caddy validate` shows the same error"}
@@ -161,8 +169,17 @@ type caddyParser struct {
 	i    int
 }
 
+// Limits of ParseCaddyfile.
+const (
+	maxCaddyfile  = 1 << 20
+	maxCaddyDepth = 32
+)
+
 // block reads directives until the closing brace of this depth.
 func (p *caddyParser) block(depth int) ([]Directive, *caddyError) {
+	if depth > maxCaddyDepth {
+		return nil, &caddyError{p.toks[p.i-1].line, fmt.Sprintf("blocks nested more than %d deep", maxCaddyDepth)}
+	}
 	var out []Directive
 	for p.i < len(p.toks) {
 		t := p.toks[p.i]
@@ -225,7 +242,7 @@ func (p *Project) readCaddyfiles() {
 		if src == "" || !p.Dir.Contains(src) {
 			continue // none, or the host's own file: not one of the project's to read
 		}
-		data, err := p.Dir.ReadFile(src, MaxFileSize)
+		data, err := p.Dir.ReadFile(src, maxCaddyfile)
 		if err == nil {
 			var c *Caddyfile
 			if c, err = ParseCaddyfile(p.display(src), data); err == nil {

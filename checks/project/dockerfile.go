@@ -35,7 +35,14 @@ type Step struct {
 
 // ParseDockerfile reads a Dockerfile with BuildKit's own parser, so it
 // agrees with the build about stages, continuation lines and heredocs.
+//
+// One of more than maxDockerfile bytes is refused: BuildKit's frontend
+// would refuse it too, and it may come from a pull request.
 func ParseDockerfile(path string, data []byte) (*Dockerfile, error) {
+	if len(data) > maxDockerfile {
+		return nil, &LoadError{Pos: Position{File: path}, Err: fmt.Errorf("the Dockerfile is %d bytes, more than the %d MiB one may be", len(data), maxDockerfile>>20),
+			Fix: "check that build.dockerfile names the Dockerfile"}
+	}
 	ast, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, dockerfileError(path, err)
@@ -141,6 +148,9 @@ func dockerfileError(path string, err error) error {
 	return &LoadError{Pos: pos, Err: fmt.Errorf("parse Dockerfile: %w", err), Fix: "fix the instruction at that line; `docker build` would fail there too"}
 }
 
+// maxDockerfile bounds a Dockerfile, as the builder bounds it.
+const maxDockerfile = 4 << 20
+
 // readDockerfiles parses the Dockerfile of every service with build:. A
 // missing or broken one is a Problem: the build would fail.
 func (p *Project) readDockerfiles() {
@@ -165,7 +175,7 @@ func (p *Project) readDockerfiles() {
 			if strings.Contains(s.Build.Context, "://") {
 				continue // a remote context is read by the builder, not here
 			}
-			data, err = p.Dir.ReadFile(df, MaxFileSize)
+			data, err = p.Dir.ReadFile(df, maxDockerfile)
 		}
 		if err == nil {
 			var d *Dockerfile

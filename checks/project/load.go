@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -180,17 +181,41 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	return p, nil
 }
 
-// loadCompose runs compose-go's loader, turning a panic into an error:
-// v2.16.2 panics on some malformed files, such as a configs or secrets
-// entry whose target is left empty, and a file it cannot read should be
-// reported, not crash the deploy.
-func loadCompose(ctx context.Context, opts *cli.ProjectOptions) (p *types.Project, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("the Compose loader failed on this file (%v); look for a key left empty or of the wrong type, such as target: with no path", r)
-		}
+// loadTimeout bounds the Compose loader, whose time on some files grows
+// faster than their size.
+const loadTimeout = 30 * time.Second
+
+// loadCompose runs compose-go's loader within loadTimeout, turning a panic
+// into an error: v2.16.2 panics on some malformed files, such as a configs
+// or secrets entry whose target is left empty, and a file it cannot read
+// should be reported, not crash the deploy. A loader that overruns is left
+// to finish on its own; the deploy does not wait for it.
+func loadCompose(ctx context.Context, opts *cli.ProjectOptions) (*types.Project, error) {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	type loaded struct {
+		p   *types.Project
+		err error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- loaded{err: fmt.Errorf("the Compose loader failed on this file (%v); look for a key left empty or of the wrong type, such as target: with no path", r)}
+			}
+		}()
+		p, err := opts.LoadProject(ctx)
+		done <- loaded{p, err}
 	}()
-	return opts.LoadProject(ctx)
+	select {
+	case l := <-done:
+		return l.p, l.err
+	case <-ctx.Done():
+		if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the Compose loader did not finish in %s: look for deep nesting or many anchors and aliases", loadTimeout)
+	}
 }
 
 // display writes a path the way people and CI annotations want it:

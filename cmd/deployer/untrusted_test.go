@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -319,6 +320,41 @@ func TestOperatorSettingsWin(t *testing.T) {
 			}
 			if strings.Contains(r.output(), "connect to") {
 				t.Errorf("it connected")
+			}
+		})
+	}
+}
+
+// TestHostileFilesAreBounded checks projects built to exhaust a parser: a
+// Caddyfile of four million braces, one nested a hundred deep, and a
+// Compose file of 20,000 YAML aliases. Each gives a finding or an error
+// that says why, without a crash or a memory blow-up.
+func TestHostileFilesAreBounded(t *testing.T) {
+	caddy := "services:\n  proxy:\n    image: caddy:2.8\n    volumes: [\"./Caddyfile:/etc/caddy/Caddyfile:ro\"]\n"
+	var aliases strings.Builder
+	aliases.WriteString("x-a: &a v\nservices:\n  api:\n    image: app\n    labels:\n")
+	for i := range 20_000 {
+		fmt.Fprintf(&aliases, "      l%d: *a\n", i)
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		code  int
+		want  string
+	}{
+		{"BraceBomb", map[string]string{"compose.yaml": caddy, "Caddyfile": strings.Repeat("{\n", 4<<20)}, exitFindings, "over the limit of"},
+		{"DeepCaddyfile", map[string]string{"compose.yaml": caddy, "Caddyfile": strings.Repeat("a {\n", 100) + strings.Repeat("}\n", 100)}, exitFindings, "blocks nested more than 32 deep"},
+		{"AliasBomb", map[string]string{"compose.yaml": aliases.String()}, exitConfig, "the file uses 1001 YAML aliases, more than the 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tc.files)
+			r := runBinary(t, dir, nil, "check", "-f", "compose.yaml")
+			if r.code != tc.code || !strings.Contains(r.output(), tc.want) {
+				t.Errorf("exit %d, want %d with %q", r.code, tc.code, tc.want)
+			}
+			if r.maxRSS > maxMemory {
+				t.Errorf("peak memory %d MiB, want under %d MiB", r.maxRSS>>20, maxMemory>>20)
 			}
 		})
 	}

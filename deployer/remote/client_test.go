@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -619,4 +620,28 @@ func testCancelWhileStarting(t *testing.T, h Host) {
 	if pids := processes(mentions); len(pids) != 0 {
 		t.Errorf("sleep %s, or the shell starting it, still runs after Run returned: %v", token, pids)
 	}
+}
+
+// FuzzHostPort: any address is turned into host:port that parses, with a
+// port in range, and host:port is kept as it is; or it is refused.
+func FuzzHostPort(f *testing.F) {
+	for _, s := range []string{"example.com", "[::1]:22", "a:b:c", "host:0", "root@host", "[", "]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		hp, err := hostPort(addr)
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(hp)
+		if err != nil || host == "" {
+			t.Fatalf("hostPort(%q) = %q, which does not split: %v", addr, hp, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			t.Fatalf("hostPort(%q) = %q: port out of range", addr, hp)
+		}
+		if again, err := hostPort(hp); err != nil || again != hp {
+			t.Fatalf("hostPort(%q) = %q, %v; want it unchanged", hp, again, err)
+		}
+	})
 }

@@ -74,3 +74,26 @@ func TestQuoteRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// FuzzQuote: sh splits Quote(args) back into exactly args, and the line
+// grows at most four bytes per byte (a ' becomes '\”).
+func FuzzQuote(f *testing.F) {
+	f.Add("it's", "$(reboot)")
+	f.Add("", "a\nb")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if strings.ContainsRune(a+b, 0) {
+			return // no command line can hold a NUL byte
+		}
+		line := Quote(a, b)
+		if len(line) > 4*(len(a)+len(b))+5 {
+			t.Fatalf("Quote grew %d bytes into %d", len(a)+len(b), len(line))
+		}
+		got, err := exec.Command("sh", "-c", `eval "set -- $1"; printf '%s\0' "$@"`, "sh", line).Output()
+		if err != nil {
+			t.Fatalf("sh: %v", err)
+		}
+		if want := a + "\x00" + b + "\x00"; string(got) != want {
+			t.Fatalf("sh split %q into %q, want %q", line, got, want)
+		}
+	})
+}
