@@ -52,6 +52,11 @@ func TestHostKey(t *testing.T) {
 	line := func(host string, key ssh.PublicKey) string {
 		return host + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))) + "\n"
 	}
+	ca, err := os.ReadFile(env.HostCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caLine := "@cert-authority " + pattern + " " + strings.TrimSpace(string(ca)) + "\n"
 	hashed := writeTemp(t, "known_hosts", env.hostKeyLine(t)+"\n")
 	if out, err := exec.Command("ssh-keygen", "-H", "-f", hashed).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen -H: %v: %s", err, out)
@@ -68,7 +73,21 @@ func TestHostKey(t *testing.T) {
 	}{
 		{name: "Known", knownHosts: env.hostKeyLine(t)},
 		{name: "Hashed", knownHosts: "file:" + hashed},
-		{name: "Pinned", fingerprint: real},
+		{name: "Pinned", fingerprint: real}, // the host offers a certificate too
+		{name: "CertAuthority", knownHosts: caLine},
+		{name: "CertAuthorityAndKey", knownHosts: caLine + env.hostKeyLine(t) + "\n"},
+		{
+			name: "WrongCertAuthority", knownHosts: "@cert-authority " + pattern + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(other))) + "\n",
+			want: []string{"presented a certificate", "does not accept", "@cert-authority"},
+		},
+		{
+			name: "RevokedUnderCertAuthority", knownHosts: caLine + "@revoked * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(env.hostKey(t)))) + "\n",
+			want: []string{"presented a certificate", "revoked"},
+		},
+		{
+			name: "RevokedKey", knownHosts: env.hostKeyLine(t) + "\n@revoked * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(env.hostKey(t)))) + "\n",
+			want: []string{"marks as revoked"},
+		},
 		{name: "PinnedPadded", fingerprint: real + "="},
 		{
 			name: "Unknown", knownHosts: line("[192.0.2.1]:22", env.hostKey(t)),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 
@@ -33,13 +34,22 @@ func newHostKeyCheck(cfg Config) (*hostKeyCheck, error) {
 			return nil, fmt.Errorf("host fingerprint %q: want SHA256:… as ssh-keygen -l prints it (43 characters after SHA256:)", cfg.Fingerprint)
 		}
 		hk.pinned = fp
+		// The pin is of the host's key: ask for the key itself, not a
+		// certificate the host may also have.
+		hk.algorithms = hostKeyPreference
 	case cfg.KnownHosts != "":
 		db, err := knownhosts.New(cfg.KnownHosts)
 		if err != nil {
 			return nil, fmt.Errorf("read known_hosts: %w", err)
 		}
 		hk.file, hk.db = cfg.KnownHosts, db
-		hk.algorithms = hk.knownAlgorithms()
+		// Certificates are asked for only where a CA is trusted for the
+		// host; a host known by nothing shows its plain key, which is what
+		// a person verifies and adds.
+		hk.algorithms = append(hk.authorityAlgorithms(), hk.knownAlgorithms()...)
+		if len(hk.algorithms) == 0 {
+			hk.algorithms = hostKeyPreference
+		}
 	default:
 		return nil, errors.New("no way to verify the host key: give a known_hosts file (--known-hosts) or the host key's fingerprint (--host-fingerprint SHA256:…)")
 	}
@@ -72,6 +82,44 @@ func (hk *hostKeyCheck) knownAlgorithms() []string {
 	return algos
 }
 
+// authorityAlgorithms are the host certificate algorithms, when
+// known_hosts has an @cert-authority line for the host: then the host is
+// asked for its certificate first.
+func (hk *hostKeyCheck) authorityAlgorithms() []string {
+	data, err := os.ReadFile(hk.file)
+	if err != nil {
+		return nil
+	}
+	for rest := data; len(rest) > 0; {
+		marker, _, key, _, next, err := ssh.ParseKnownHosts(rest)
+		if err != nil {
+			return nil
+		}
+		rest = next
+		if marker == "cert-authority" && hk.authorityFor(key) {
+			return certPreference
+		}
+	}
+	return nil
+}
+
+// authorityFor tells whether known_hosts trusts ca to sign this host's
+// certificate. The library does not say; it is asked through a
+// certificate that ca would have signed, which fails for want of a
+// signature if ca is trusted here, and for want of an authority if not.
+func (hk *hostKeyCheck) authorityFor(ca ssh.PublicKey) bool {
+	probe := &ssh.Certificate{Key: probeKey, CertType: ssh.HostCert, SignatureKey: ca}
+	err := hk.db(hk.addr, placeholderAddr, probe)
+	return err != nil && !strings.Contains(err.Error(), "no authorities for hostname")
+}
+
+// certPreference is the order in which host certificates are asked for.
+var certPreference = []string{
+	ssh.CertAlgoED25519v01,
+	ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01,
+}
+
 // hostKeyPreference is the order in which host key algorithms are asked for.
 var hostKeyPreference = []string{
 	ssh.KeyAlgoED25519,
@@ -99,6 +147,10 @@ func (hk *hostKeyCheck) verify(_ string, _ net.Addr, key ssh.PublicKey) error {
 func (hk *hostKeyCheck) check(key ssh.PublicKey) error {
 	got := describeKey(key)
 	if hk.pinned != "" {
+		// A certificate's key is what the host proved it holds.
+		if cert, ok := key.(*ssh.Certificate); ok {
+			key, got = cert.Key, describeKey(cert.Key)
+		}
 		if ssh.FingerprintSHA256(key) == hk.pinned {
 			return nil
 		}
@@ -115,6 +167,10 @@ func (hk *hostKeyCheck) check(key ssh.PublicKey) error {
 		return nil
 	case errors.As(err, &revoked):
 		return fmt.Errorf("the host presented %s, which %s:%d marks as revoked", got, revoked.Revoked.Filename, revoked.Revoked.Line)
+	case isCert(key):
+		return fmt.Errorf("the host presented a certificate (%s) that %s does not accept: %w.\n"+
+			"Check that its @cert-authority line names this host and the CA that signed the host's certificate, "+
+			"and that the certificate is valid now, names the host and is not revoked", got, hk.file, err)
 	case errors.As(err, &ke) && len(ke.Want) > 0:
 		var want []string
 		for _, k := range ke.Want {
@@ -151,6 +207,11 @@ func (hk *hostKeyCheck) howToAdd() string {
 func (hk *hostKeyCheck) noCommonAlgorithm(err error) error {
 	return fmt.Errorf("known_hosts has only %s keys for this host and the host offers none of them: its keys have changed "+
 		"(possible man-in-the-middle, or the host was rebuilt): %w", strings.Join(hk.algorithms, ", "), err)
+}
+
+func isCert(key ssh.PublicKey) bool {
+	_, ok := key.(*ssh.Certificate)
+	return ok
 }
 
 // describeKey is "ssh-ed25519 SHA256:…".

@@ -25,6 +25,9 @@ import (
 // Env is the sshd's settings, from TEST_SSH_* or .testenv/env.
 type Env struct {
 	Host, Port, Key, KnownHosts string
+	// HostCA is the public key of the CA that signed the host key's
+	// certificate, which the sshd also offers.
+	HostCA string
 	// User is an unprivileged user in the docker group with a plain shell;
 	// SlowUser's login shell prints a banner and takes a second to start,
 	// SlowerUser's three (longer than a cancelled command's grace period).
@@ -76,7 +79,7 @@ func Chown(t testing.TB, path, user string) {
 // from .testenv/env at the repository root.
 func SSH(t testing.TB) Env {
 	t.Helper()
-	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_SLOW_USER", "TEST_SSH_SLOWER_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
+	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_SLOW_USER", "TEST_SSH_SLOWER_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS", "TEST_SSH_HOST_CA"}
 	vars := map[string]string{}
 	for _, k := range keys {
 		vars[k] = os.Getenv(k)
@@ -94,7 +97,7 @@ func SSH(t testing.TB) Env {
 	return Env{
 		Host: vars["TEST_SSH_HOST"], Port: vars["TEST_SSH_PORT"],
 		User: vars["TEST_SSH_USER"], SlowUser: vars["TEST_SSH_SLOW_USER"], SlowerUser: vars["TEST_SSH_SLOWER_USER"],
-		Key: vars["TEST_SSH_KEY"], KnownHosts: vars["TEST_SSH_KNOWN_HOSTS"],
+		Key: vars["TEST_SSH_KEY"], KnownHosts: vars["TEST_SSH_KNOWN_HOSTS"], HostCA: vars["TEST_SSH_HOST_CA"],
 		Dir: filepath.Dir(vars["TEST_SSH_KNOWN_HOSTS"]),
 	}
 }
