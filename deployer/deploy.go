@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -567,18 +568,44 @@ func (t *target) point(ctx context.Context, id string) error {
 
 // prune removes releases beyond Keep, newest kept, and their images when
 // no kept release uses them.
+//
+// The newest Keep releases that went live are kept (the live one among
+// them), and apart from them the newest Keep of those that never did
+// (failed, rolled back, interrupted): a run of failed deploys must not
+// prune the last release that worked. What release.json names is removed
+// only when it is the deployer's own: a carried-files directory of this
+// project, an image tag of this project.
 func (t *target) prune(ctx context.Context, live string) error {
 	ids, err := t.releaseIDs(ctx)
 	if err != nil {
 		return err
 	}
-	if len(ids) <= t.plan.Keep {
+	rels := map[string]*Release{}
+	var good, other []string // newest first
+	for _, id := range slices.Backward(ids) {
+		rel, err := t.readRelease(ctx, id)
+		if err != nil {
+			other = append(other, id)
+			continue
+		}
+		rels[id] = rel
+		if id == live || rel.Status == StatusLive || rel.Status == StatusSuperseded {
+			good = append(good, id)
+		} else {
+			other = append(other, id)
+		}
+	}
+	var keep, drop []string
+	for _, list := range [][]string{good, other} {
+		n := min(len(list), t.plan.Keep)
+		keep, drop = append(keep, list[:n]...), append(drop, list[n:]...)
+	}
+	if len(drop) == 0 {
 		return nil
 	}
-	keep, drop := ids[len(ids)-t.plan.Keep:], ids[:len(ids)-t.plan.Keep]
 	inUse := map[string]bool{}
 	for _, id := range keep {
-		if rel, err := t.readRelease(ctx, id); err == nil {
+		if rel := rels[id]; rel != nil {
 			for _, ref := range rel.Images {
 				inUse[ref] = true
 			}
@@ -587,18 +614,19 @@ func (t *target) prune(ctx context.Context, live string) error {
 			}
 		}
 	}
+	slices.Sort(drop)
 	for _, id := range drop {
 		if id == live {
 			continue
 		}
-		if rel, err := t.readRelease(ctx, id); err == nil {
+		if rel := rels[id]; rel != nil {
 			for _, ref := range rel.Images {
-				if !inUse[ref] {
+				if !inUse[ref] && strings.HasPrefix(ref, t.plan.Name+"-") {
 					removeImage(ctx, t.docker, ref)
 				}
 			}
 			for _, f := range rel.Files {
-				if !inUse[f] {
+				if !inUse[f] && carriedDir.MatchString(f) {
 					_ = t.host.Run(ctx, remote.Cmd{Args: []string{"rm", "-rf", "--", path.Join(t.plan.projectDir(), f)}})
 				}
 			}
@@ -610,6 +638,9 @@ func (t *target) prune(ctx context.Context, live string) error {
 	}
 	return nil
 }
+
+// carriedDir is how release.json names a directory of carried files.
+var carriedDir = regexp.MustCompile(`^files/[0-9a-f]{16}$`)
 
 // releaseIDs lists the releases on the host, oldest first.
 func (t *target) releaseIDs(ctx context.Context) ([]string, error) {

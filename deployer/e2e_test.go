@@ -609,6 +609,24 @@ func TestOldReleasesArePruned(t *testing.T) {
 	if got := s.statuses(); got != "superseded live" {
 		t.Errorf("releases after three deploys with keep 2: %s, want superseded live", got)
 	}
+	// Failures do not push out the releases that worked: after three
+	// failed deploys and a good one, the one before the good one is kept
+	// for a rollback, and the two newest failures to look at.
+	for i := range 3 {
+		p := s.plan(nil, fmt.Sprintf("RELEASE=f%d", i), "FAIL_MIGRATION=1")
+		p.Keep = 2
+		if _, err := s.deploy(t.Context(), p); err == nil {
+			t.Fatalf("deploy with a failing migration succeeded")
+		}
+	}
+	p := s.plan(nil, "RELEASE=v4")
+	p.Keep = 2
+	if _, err := s.deploy(t.Context(), p); err != nil {
+		t.Fatalf("deploy v4: %v", err)
+	}
+	if got := s.statuses(); got != "superseded failed failed live" {
+		t.Errorf("releases after three failures and a good deploy with keep 2: %s, want superseded failed failed live", got)
+	}
 }
 
 // TestHostsOneAtATime deploys to two hosts, the second of which cannot be

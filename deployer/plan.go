@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/semalink/deploy-action/checks"
@@ -112,6 +113,11 @@ func (p *Plan) validate() error {
 		return fmt.Errorf("root %q must be an absolute path", p.Root)
 	}
 	if p.Migrate != "" {
+		if strings.HasPrefix(p.Migrate, "-") {
+			// compose run would take it for an option (--help exits 0,
+			// and the gate would pass without a migration).
+			return fmt.Errorf("migrate service %q starts with -, which docker compose run takes for an option: rename the service", p.Migrate)
+		}
 		if _, ok := p.Project.Compose.Services[p.Migrate]; !ok {
 			return fmt.Errorf("migrate service %q is not a service of %s: name one of %v", p.Migrate, p.Name, p.Project.Compose.ServiceNames())
 		}
