@@ -32,7 +32,11 @@ func TestActionCheck(t *testing.T) {
 	if !strings.Contains(stdout, "::error file=testdata/seed/before/docker-compose.staging.yml,line=17,") {
 		t.Errorf("no error annotation on the api service:\n%s", stdout)
 	}
-	if strings.Contains(stdout, "not-a-real-password") {
+	// Masked before anything else is printed; shown nowhere else.
+	if !strings.HasPrefix(stdout, "::add-mask::") || !strings.Contains(stdout, "::add-mask::not-a-real-password\n") {
+		t.Error("the env file's secret was not masked first")
+	}
+	if strings.Contains(ran{stdout: stdout}.output(), "not-a-real-password") {
 		t.Error("a secret from the env file reached the log")
 	}
 	out, _ := os.ReadFile(outputs)

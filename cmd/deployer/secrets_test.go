@@ -72,10 +72,13 @@ func secretsProject(t *testing.T) string {
 	return dir
 }
 
+// downProject takes a test's project down when the test ends, and removes
+// its images by name: never by ID, which other tests' tags may share (the
+// same api binary makes the same image), and which would remove those too.
 func downProject(t *testing.T, name string) {
 	t.Cleanup(func() {
 		exec.Command("docker", "compose", "-p", name, "down", "-v", "-t", "1").Run()
-		exec.Command("sh", "-c", `docker images -q --filter reference="$0-*" | xargs -r docker image rm -f`, name).Run()
+		exec.Command("sh", "-c", `docker images --format '{{.Repository}}:{{.Tag}}' --filter reference="$0-*" | xargs -r docker image rm`, name).Run()
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,20 +26,34 @@ func TestSecondSignalEndsTheRollback(t *testing.T) {
     environment:
       RELEASE: ${RELEASE}
       FAIL_HEALTH: ${FAIL_HEALTH:-0}
+      HEALTH_HOLD: /state/hold
+    volumes: ["state:/state"]
     restart: unless-stopped
     deploy: {resources: {limits: {memory: 64m}}}
     logging: {driver: json-file, options: {max-size: 1m}}
+volumes:
+  state:
 x-deployer:
   checks:
     ignore: [{rule: logs-not-forwarded, reason: a test}]
 `})
-	t.Cleanup(func() {
-		exec.Command("docker", "compose", "-p", name, "down", "-v", "-t", "1").Run()
-		exec.Command("sh", "-c", `docker images -q --filter reference="$0-*" | xargs -r docker image rm -f`, name).Run()
-	})
+	downProject(t, name)
 	args := []string{"deploy", "-f", "compose.yaml", "--local", "--root", root, "-p", name, "--health-timeout", "10m"}
 	if r := runBinary(t, dir, []string{"RELEASE=v1"}, args...); r.code != exitOK {
 		t.Fatalf("first deploy: exit %d", r.code)
+	}
+
+	// From now on v1 is held unhealthy (a file on its volume), so a
+	// rollback to it waits for as long as the file is there: the second
+	// signal comes while it surely runs.
+	hold := filepath.Join(t.TempDir(), "hold")
+	writeFiles(t, filepath.Dir(hold), map[string]string{"hold": ""})
+	id, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+name, "--filter", "label=com.docker.compose.service=api").Output()
+	if err != nil || len(strings.Fields(string(id))) != 1 {
+		t.Fatalf("find v1's container: %v (%q)", err, id)
+	}
+	if out, err := exec.Command("docker", "cp", hold, strings.TrimSpace(string(id))+":/state/hold").CombinedOutput(); err != nil {
+		t.Fatalf("docker cp: %v: %s", err, out)
 	}
 
 	// v2 never turns healthy: interrupt it while it waits, then interrupt

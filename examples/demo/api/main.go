@@ -13,6 +13,7 @@
 //	FAIL_MIGRATION=1  migrate exits 1
 //	MIGRATE_SLEEP=5s  migrate takes that long first
 //	FAIL_HEALTH=1     /health answers 503
+//	HEALTH_HOLD=PATH  /health answers 503 while the file PATH exists
 //	CRASH_AFTER=5s    serve exits 1 after that long
 //	ECHO_ENV=A,B      serve and migrate first print A=… and B=… on stdout and
 //	                  stderr, as a careless program logs its settings
@@ -100,6 +101,12 @@ func serve() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		if hold := os.Getenv("HEALTH_HOLD"); hold != "" {
+			if _, err := os.Stat(hold); err == nil {
+				http.Error(w, "held unhealthy by "+hold+" (HEALTH_HOLD)", http.StatusServiceUnavailable)
+				return
+			}
+		}
 		if os.Getenv("FAIL_HEALTH") == "1" {
 			http.Error(w, "unhealthy on purpose (FAIL_HEALTH)", http.StatusServiceUnavailable)
 			return
