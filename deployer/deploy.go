@@ -137,12 +137,17 @@ func (t *target) cli(id string) compose.CLI {
 	return c
 }
 
-func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
-	t, info, end, err := session(ctx, p, h, rep)
+func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err error) {
+	ctx, t, info, end, err := session(ctx, p, h, rep)
 	if err != nil {
 		return err
 	}
 	defer end()
+	defer func() {
+		if lost := lockLost(ctx); lost != nil && err != nil {
+			err = fmt.Errorf("%w (%v)", lost, err)
+		}
+	}()
 	// With the host's memory known, the limits can be checked against it.
 	if p.Checks.HostMemory == 0 && info.MemTotal > 0 {
 		opts := p.Checks
@@ -246,22 +251,37 @@ func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target
 }
 
 // session inspects the host and takes the project's deploy lock; end
-// releases the lock and the Engine connection.
-func session(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (t *target, info system.Info, end func(), err error) {
+// releases the lock and the Engine connection. The context it returns is
+// cancelled, with errLockLost as its cause, if the lock is lost before
+// end: whatever the session does from then on stops.
+func session(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (_ context.Context, t *target, info system.Info, end func(), err error) {
 	if t, info, err = inspect(ctx, p, h, rep); err != nil {
-		return nil, info, nil, err
+		return ctx, nil, info, nil, err
 	}
-	unlock, err := t.lock(ctx)
+	ctx, unlock, err := t.lock(ctx)
 	if err != nil {
 		t.docker.Close()
-		return nil, info, nil, err
+		return ctx, nil, info, nil, err
 	}
-	return t, info, func() { unlock(); t.docker.Close() }, nil
+	return ctx, t, info, func() { unlock(); t.docker.Close() }, nil
+}
+
+// errLockLost is why a session's context ends when its lock is lost.
+var errLockLost = errors.New("deploy lock lost: its process on the host ended before the deploy did (it was killed, or its connection dropped), " +
+	"so another deploy may hold the lock now; stopped without changing more. See what runs with `deployer releases`")
+
+// lockLost is errLockLost when ctx ended because its session's lock was lost.
+func lockLost(ctx context.Context) error {
+	if err := context.Cause(ctx); errors.Is(err, errLockLost) {
+		return err
+	}
+	return nil
 }
 
 // lock takes the project's deploy lock on the host, waiting for another
-// deploy up to the plan's lock timeout.
-func (t *target) lock(ctx context.Context) (func(), error) {
+// deploy up to the plan's lock timeout, and watches it: the context it
+// returns ends if the lock is lost.
+func (t *target) lock(ctx context.Context) (context.Context, func(), error) {
 	p, rep := t.plan, t.rep
 	done := rep.Step("lock")
 	holder, _ := json.Marshal(map[string]any{"host": hostname(), "trigger": p.Trigger, "commit": p.Commit, "since": p.Now().UTC()})
@@ -270,13 +290,24 @@ func (t *target) lock(ctx context.Context) (func(), error) {
 	})
 	done(err)
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	unlocking := make(chan struct{})
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(errLockLost)
+		case <-unlocking:
+		}
+	}()
 	if err := t.markInterrupted(ctx); err != nil {
 		rep.Warnf("%v", err)
 	}
-	return func() {
-		if err := lock.Unlock(); err != nil {
+	return ctx, func() {
+		close(unlocking)
+		cancel(nil)
+		if err := lock.Unlock(); err != nil && lockLost(ctx) == nil {
 			rep.Warnf("release the deploy lock: %v", err)
 		}
 	}, nil
@@ -506,8 +537,13 @@ func (t *target) readRelease(ctx context.Context, id string) (*Release, error) {
 func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause error) error {
 	// The deploy's own context may be what failed (a Ctrl-C); the
 	// rollback still needs to happen.
+	lost := lockLost(ctx)
 	ctx = context.WithoutCancel(ctx)
 	switch {
+	case lost != nil:
+		// Not ours to change any more: another deploy may be at work.
+		t.finish(ctx, rel, StatusFailed, cause)
+		return cause
 	case t.plan.NoRollback:
 		t.finish(ctx, rel, StatusFailed, cause)
 		return fmt.Errorf("%w; left running because of --no-rollback", cause)

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,6 +478,45 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 	}
 	if got := s.statuses(); got != "superseded interrupted live" {
 		t.Errorf("releases: %s, want superseded interrupted live", got)
+	}
+}
+
+// TestLockLostStopsTheDeploy kills the process that holds the deploy lock
+// on the host while a migration runs that would never end by itself: the
+// deploy notices, stops with "lock lost", and changes nothing more; the
+// old version serves and the next deploy goes through.
+func TestLockLostStopsTheDeploy(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	lockFile := filepath.Join(s.root, s.name, "deploy.lock")
+	killed := 0
+	kill := hooks{output: func(text string) {
+		if killed == 0 && strings.Contains(text, "applying migrations") {
+			for _, pid := range remotetest.Running(lockFile) {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+			}
+		}
+	}}
+	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v2", "MIGRATE_SLEEP=1h"), kill)
+	if killed == 0 {
+		t.Fatal("found no lock process to kill")
+	}
+	if err == nil || !strings.Contains(err.Error(), "deploy lock lost") {
+		t.Fatalf("deploy whose lock was killed: err = %v, want lock lost", err)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q, want v1 still", got)
+	}
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v3")); err != nil {
+		t.Fatalf("deploy after the lost lock: %v", err)
+	}
+	if got := s.answers(); got != "v3" {
+		t.Errorf("api answers %q, want v3", got)
 	}
 }
 

@@ -63,7 +63,7 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 	}
 	rep = redact(rep, p.Secrets)
 	return eachHost(ctx, p, rep, func(h remote.Host) (err error) {
-		t, _, end, err := session(ctx, p, h, rep)
+		ctx, t, _, end, err := session(ctx, p, h, rep)
 		if err != nil {
 			return err
 		}

@@ -148,7 +148,7 @@ func rabbitMQServices(p *types.Project) ([]RabbitMQ, error) {
 // rotateOn brings each broker on one host to its new password, under the
 // deploy lock, which it releases for the deploy that follows.
 func rotateOn(ctx context.Context, p *Plan, h remote.Host, brokers []RabbitMQ, opts RotateOptions, rep Reporter) error {
-	t, _, end, err := session(ctx, p, h, rep)
+	ctx, t, _, end, err := session(ctx, p, h, rep)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/semalink/deploy-action/deployer/compose/composetest"
 )
@@ -28,6 +29,13 @@ func TestSecondSignalEndsTheRollback(t *testing.T) {
       FAIL_HEALTH: ${FAIL_HEALTH:-0}
       HEALTH_HOLD: /state/hold
     volumes: ["state:/state"]
+    # A container that fails its checks stays "starting", and so waited
+    # for, rather than turning unhealthy at once.
+    healthcheck:
+      test: ["CMD", "/api", "probe", "http://127.0.0.1:3000/health"]
+      interval: 500ms
+      retries: 3
+      start_period: 1h
     restart: unless-stopped
     deploy: {resources: {limits: {memory: 64m}}}
     logging: {driver: json-file, options: {max-size: 1m}}
@@ -43,21 +51,18 @@ x-deployer:
 		t.Fatalf("first deploy: exit %d", r.code)
 	}
 
-	// From now on v1 is held unhealthy (a file on its volume), so a
-	// rollback to it waits for as long as the file is there: the second
-	// signal comes while it surely runs.
+	// From now on the api is held unhealthy (a file on its volume): a
+	// new container of v1, which the rollback starts once v2 has replaced
+	// it, stays "starting" as long as the file is there, and the second
+	// signal comes while the rollback surely waits for it.
 	hold := filepath.Join(t.TempDir(), "hold")
 	writeFiles(t, filepath.Dir(hold), map[string]string{"hold": ""})
-	id, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+name, "--filter", "label=com.docker.compose.service=api").Output()
-	if err != nil || len(strings.Fields(string(id))) != 1 {
-		t.Fatalf("find v1's container: %v (%q)", err, id)
-	}
-	if out, err := exec.Command("docker", "cp", hold, strings.TrimSpace(string(id))+":/state/hold").CombinedOutput(); err != nil {
+	if out, err := exec.Command("docker", "cp", hold, apiContainer(t, name)+":/state/hold").CombinedOutput(); err != nil {
 		t.Fatalf("docker cp: %v: %s", err, out)
 	}
 
-	// v2 never turns healthy: interrupt it while it waits, then interrupt
-	// the rollback that the first signal started.
+	// v2 never turns healthy: interrupt it once its container runs, then
+	// interrupt the rollback that the first signal started.
 	cmd := exec.CommandContext(t.Context(), deployerBinary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RELEASE=v2", "FAIL_HEALTH=1"}
@@ -76,8 +81,14 @@ x-deployer:
 		line := lines.Text()
 		switch {
 		case signals == 0 && strings.HasPrefix(line, "==> start "):
-			cmd.Process.Signal(os.Interrupt)
 			signals++
+			go func() {
+				deadline := time.Now().Add(2 * time.Minute) // a net, should v2 never start
+				for time.Now().Before(deadline) && !runsRelease(name, "v2") {
+					time.Sleep(20 * time.Millisecond)
+				}
+				cmd.Process.Signal(os.Interrupt)
+			}()
 		case signals == 1 && strings.HasPrefix(line, "==> roll back to "):
 			cmd.Process.Signal(os.Interrupt)
 			signals++
@@ -92,4 +103,23 @@ x-deployer:
 	if !ws.Signaled() || ws.Signal() != syscall.SIGINT {
 		t.Errorf("deployer ended with %v, want it killed by the second SIGINT", err)
 	}
+}
+
+// apiContainer is the ID of the project's running api container.
+func apiContainer(t *testing.T, project string) string {
+	t.Helper()
+	id, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+project,
+		"--filter", "label=com.docker.compose.service=api").Output()
+	if err != nil || len(strings.Fields(string(id))) != 1 {
+		t.Fatalf("find the api container: %v (%q)", err, id)
+	}
+	return strings.TrimSpace(string(id))
+}
+
+// runsRelease tells whether the project's api container is of release
+// (its RELEASE variable).
+func runsRelease(project, release string) bool {
+	out, err := exec.Command("sh", "-c", `docker ps -q --filter "label=com.docker.compose.project=$0" --filter label=com.docker.compose.service=api |
+		xargs -r docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}'`, project).Output()
+	return err == nil && strings.Contains(string(out), "RELEASE="+release+"\n")
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/semalink/deploy-action/deployer/remote/remotetest"
 )
 
 // The contract: every Host behaves the same. Both run on this machine (the
@@ -227,34 +229,11 @@ func pidIn(file string) int {
 	return pid
 }
 
-// gone tells whether a process has ended (or is a zombie nobody reaped yet).
-func gone(pid int) bool {
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	return err != nil || bytes.Contains(status, []byte("\nState:\tZ"))
-}
-
-// running lists the processes on this machine that have arg as one of
-// their arguments.
-func running(arg string) []int {
-	return processes(func(args []string) bool { return slices.Contains(args, arg) })
-}
-
-// processes lists the processes on this machine whose arguments match,
-// zombies left out.
-func processes(match func(args []string) bool) []int {
-	var pids []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil || !match(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")) {
-			continue
-		}
-		if pid, _ := strconv.Atoi(filepath.Base(d)); !gone(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+var (
+	gone      = remotetest.Gone
+	running   = remotetest.Running
+	processes = remotetest.Processes
+)
 
 func testWriteFile(t *testing.T, h Host) {
 	dir := filepath.Join(tempDir(t, h), "new", "sub")

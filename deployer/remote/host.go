@@ -66,8 +66,15 @@ type Cmd struct {
 	Stderr io.Writer
 }
 
-// Unlocker releases a lock taken by Host.Lock.
-type Unlocker interface{ Unlock() error }
+// Unlocker is a lock taken by Host.Lock.
+type Unlocker interface {
+	// Unlock releases the lock.
+	Unlock() error
+	// Lost is closed if the lock stops being held before Unlock: its
+	// process on the host ended (killed, say) or the connection went.
+	// A local lock, held by this process, is never lost.
+	Lost() <-chan struct{}
+}
 
 // ExitError is a command that ran and failed. Code is the exit status, or
 // 128+n for a command killed by signal n; 127 means the command was not

@@ -284,6 +284,9 @@ func lockFile(ctx context.Context, path string, holder []byte, wait time.Duratio
 
 type localLock struct{ f *os.File }
 
+// Lost is never closed: this process holds the lock.
+func (*localLock) Lost() <-chan struct{} { return nil }
+
 // Unlock empties the lock file and lets go of it.
 func (l *localLock) Unlock() error {
 	if l.f == nil {

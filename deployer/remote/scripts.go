@@ -180,7 +180,7 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 				timedOut = unhex(hexHolder)
 			case word == "held":
 				keep = true
-				return &sshLock{c: c, path: p, stdin: stdin, done: done, release: release}, nil
+				return newSSHLock(c, p, stdin, done, release), nil
 			}
 		case <-ctx.Done():
 			// Kill the waiting flock rather than leave it to take the lock
@@ -245,10 +245,34 @@ type sshLock struct {
 	c       *Client
 	path    string
 	stdin   io.Closer
-	done    <-chan error
+	ended   chan struct{} // closed when the script has ended
+	endErr  error         // how it ended; valid once ended is closed
 	release func()
 	once    sync.Once
 	err     error
+}
+
+func newSSHLock(c *Client, path string, stdin io.Closer, done <-chan error, release func()) *sshLock {
+	l := &sshLock{c: c, path: path, stdin: stdin, ended: make(chan struct{}), release: release}
+	go func() {
+		l.endErr = <-done
+		close(l.ended)
+	}()
+	return l
+}
+
+// Lost is closed when the lock script ends, or the connection is gone,
+// before Unlock: the lock is no longer ours.
+func (l *sshLock) Lost() <-chan struct{} {
+	lost := make(chan struct{})
+	go func() {
+		select {
+		case <-l.ended:
+		case <-l.c.done:
+		}
+		close(lost)
+	}()
+	return lost
 }
 
 // Unlock closes the script's stdin, so that it empties the lock file and
@@ -258,8 +282,8 @@ func (l *sshLock) Unlock() error {
 		defer l.release()
 		l.stdin.Close()
 		select {
-		case err := <-l.done:
-			l.err = err
+		case <-l.ended:
+			l.err = l.endErr
 		case <-l.c.done:
 		case <-time.After(unlockTimeout):
 			l.err = fmt.Errorf("no answer after %s", unlockTimeout)

@@ -14,6 +14,7 @@ import (
 	"os"
 	osuser "os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,6 +121,36 @@ func OtherKey(t testing.TB) ssh.PublicKey {
 func OtherHostKeyLine(t testing.TB, addr string) string {
 	t.Helper()
 	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, OtherKey(t)) + "\n"
+}
+
+// Gone tells whether a process has ended (or is a zombie nobody reaped
+// yet).
+func Gone(pid int) bool {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	return err != nil || strings.Contains(string(status), "\nState:\tZ")
+}
+
+// Running lists the processes on this machine (the test hosts' too) that
+// have arg as one of their arguments.
+func Running(arg string) []int {
+	return Processes(func(args []string) bool { return slices.Contains(args, arg) })
+}
+
+// Processes lists the processes on this machine whose arguments match,
+// zombies left out.
+func Processes(match func(args []string) bool) []int {
+	var pids []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || !match(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")) {
+			continue
+		}
+		if pid, _ := strconv.Atoi(filepath.Base(d)); !Gone(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func repoRoot() (string, error) {
