@@ -55,10 +55,17 @@ services:
     logging: *logging
 `
 
-// secretsProject writes the stack, its api binary and its env file.
-func secretsProject(t *testing.T) string {
+// secretsProject writes the stack, its api binary and its env file into
+// dir, names it (and takes it down when the test ends), and gives the test
+// host's user a root directory for it.
+func secretsProject(t *testing.T) (env remotetest.Env, dir, name, root string) {
 	t.Helper()
-	dir := t.TempDir()
+	env = remotetest.SSH(t)
+	composetest.Need(t)
+	name = composetest.ProjectName(t)
+	downProject(t, name)
+	root = remotetest.TempDir(t, env.User)
+	dir = t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"compose.yaml":   secretsStack,
 		"prod.env":       "PGPASSWORD=" + envSecrets[0] + "\nSECRET_KEY_BASE=" + envSecrets[1] + "\n",
@@ -69,7 +76,7 @@ func secretsProject(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
-	return dir
+	return env, dir, name, root
 }
 
 // downProject takes a test's project down when the test ends, and removes
@@ -96,12 +103,7 @@ func noSecrets(t *testing.T, where, text string) {
 // the deploy's output, in release.json on the host, in `releases`, and in
 // the output of a rollback, which has no env file of its own.
 func TestSecretsNeverShown(t *testing.T) {
-	env := remotetest.SSH(t)
-	composetest.Need(t)
-	dir := secretsProject(t)
-	name := composetest.ProjectName(t)
-	downProject(t, name)
-	root := remotetest.TempDir(t, env.User)
+	env, dir, name, root := secretsProject(t)
 	host := []string{"--host", env.User + "@" + net.JoinHostPort(env.Host, env.Port), "--known-hosts", env.KnownHosts,
 		"--ssh-key", env.Key, "--root", root, "-p", name}
 	deploy := append([]string{"deploy", "-f", "compose.yaml", "--env-file", "prod.env", "--health-timeout", "20s"}, host...)
@@ -167,12 +169,7 @@ func TestSecretsNeverShown(t *testing.T) {
 // is shown anywhere else, and the migration's workflow command is shown,
 // not run.
 func TestActionMasksFirst(t *testing.T) {
-	env := remotetest.SSH(t)
-	composetest.Need(t)
-	dir := secretsProject(t)
-	name := composetest.ProjectName(t)
-	downProject(t, name)
-	root := remotetest.TempDir(t, env.User)
+	env, dir, name, root := secretsProject(t)
 	key, _ := os.ReadFile(env.Key)
 	known, _ := os.ReadFile(env.KnownHosts)
 	outputs := filepath.Join(t.TempDir(), "output")
