@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -24,18 +25,34 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// The first signal cancels: a deploy stops and rolls back what it
-	// changed. The second is the system's again and ends the process, for
-	// one who will not wait for that rollback.
-	context.AfterFunc(ctx, stop)
+	ctx := cancelOnSignal(context.Background())
 	// The Compose loader logs its warnings through logrus; deployer reports
 	// the same problems as findings, with a place and a fix.
 	logrus.SetOutput(io.Discard)
 
 	err := newRootCommand().ExecuteContext(ctx)
 	os.Exit(exitCode(os.Stderr, err))
+}
+
+// cancelOnSignal returns a context that the first SIGINT or SIGTERM
+// cancels: a deploy stops and rolls back what it changed. The second ends
+// the process as the signal would by default, for someone who will not
+// wait for that rollback. Both are caught on one channel, so that no
+// second signal can slip in between.
+func cancelOnSignal(parent context.Context) context.Context {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		sig, _ := (<-sigs).(syscall.Signal)
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		syscall.Kill(os.Getpid(), sig)
+		time.Sleep(time.Second) // the signal's default action ends the process first
+		os.Exit(128 + int(sig))
+	}()
+	return ctx
 }
 
 // exitError carries an exit code; its message (if any) has been printed
