@@ -367,7 +367,7 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 			return fmt.Errorf("upload %s: %w", name, err)
 		}
 	}
-	env, err := envFile(t.plan.Env)
+	env, err := envFile(releaseEnv(t.plan.Env))
 	if err != nil {
 		return err
 	}
@@ -657,7 +657,7 @@ func (t *target) prune(ctx context.Context, live string) error {
 		}
 		if rel := rels[id]; rel != nil {
 			for _, ref := range rel.Images {
-				if !inUse[ref] && strings.HasPrefix(ref, t.plan.Name+"-") {
+				if !inUse[ref] && ours(t.plan.Name, ref) {
 					removeImage(ctx, t.docker, ref)
 				}
 			}
@@ -674,6 +674,16 @@ func (t *target) prune(ctx context.Context, live string) error {
 	}
 	return nil
 }
+
+// ours tells whether an image reference is one the deployer made for the
+// project: PROJECT-SERVICE:<12 hex>, and no other project's.
+func ours(project, ref string) bool {
+	rest, ok := strings.CutPrefix(ref, project+"-")
+	svc, tag, _ := strings.Cut(rest, ":")
+	return ok && pinnedTag.MatchString(tag) && svc != "" && !strings.ContainsAny(svc, "/:@")
+}
+
+var pinnedTag = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
 // carriedDir is how release.json names a directory of carried files.
 var carriedDir = regexp.MustCompile(`^files/[0-9a-f]{16}$`)

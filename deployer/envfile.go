@@ -26,6 +26,22 @@ var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\-]*$`)
 // undoes \\ \" \$ \n \r, and nothing else is special.
 var envEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "\n", `\n`, "\r", `\r`)
 
+// releaseEnv is what a release's .env carries: the env files' variables,
+// less those that would configure compose itself on the host
+// (COMPOSE_PROFILES would start the migration service inside up;
+// COMPOSE_ENV_FILES, COMPOSE_FILE… would change what it reads) or the
+// Docker client. The rendered compose.yaml is interpolated already and
+// needs none of them.
+func releaseEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "COMPOSE_") && !strings.HasPrefix(k, "DOCKER_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // envFile writes KEY=VALUE pairs as an env file.
 func envFile(env []string) ([]byte, error) {
 	var b strings.Builder

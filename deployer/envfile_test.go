@@ -91,3 +91,10 @@ func FuzzEnvFile(f *testing.F) {
 		roundTrip(t, []string{"A=" + a, "B=" + b})
 	})
 }
+
+func TestReleaseEnvLeavesComposeAlone(t *testing.T) {
+	got := releaseEnv([]string{"DB_URL=x", "COMPOSE_PROFILES=deployer-migrate", "COMPOSE_ENV_FILES=/etc/shadow", "DOCKER_HOST=tcp://evil:2375", "RELEASE=v1"})
+	if strings.Join(got, " ") != "DB_URL=x RELEASE=v1" {
+		t.Errorf("releaseEnv kept %q", got)
+	}
+}

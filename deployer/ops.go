@@ -93,6 +93,9 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		err = t.upAndWait(ctx, id)
 		done(err)
 		if err != nil {
+			if lost := lockLost(ctx); lost != nil {
+				return fmt.Errorf("%w (%v)", lost, err)
+			}
 			if cur != "" {
 				rep.Printf("bringing %s back", cur)
 				if err2 := t.upAndWait(context.WithoutCancel(ctx), cur); err2 != nil {

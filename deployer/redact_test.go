@@ -37,3 +37,17 @@ func TestRedact(t *testing.T) {
 		t.Errorf("%d secrets hidden, want 6:\n%s", n, out.String())
 	}
 }
+
+// TestRedactMultiLineSecret: a key printed a line at a time, across
+// writes, is hidden line by line.
+func TestRedactMultiLineSecret(t *testing.T) {
+	key := "-----BEGIN KEY-----\r\nAAAAsecretline1\nBBBBsecretline2\n-----END KEY-----"
+	var out bytes.Buffer
+	w := redact(&TextReporter{W: &out}, []string{key}).Output()
+	w.Write([]byte("AAAAsecretline1\n"))
+	w.Write([]byte("BBBBsecret"))
+	w.Write([]byte("line2\n"))
+	if strings.Contains(out.String(), "secretline") {
+		t.Errorf("a line of the key got through:\n%s", out.String())
+	}
+}

@@ -59,9 +59,19 @@ const minSecret = 4
 // there is nothing to hide.
 func replacer(secrets []string) *strings.Replacer {
 	var keep []string
-	for _, s := range secrets {
+	add := func(s string) {
 		if len(s) >= minSecret && !slices.Contains(keep, s) {
 			keep = append(keep, s)
+		}
+	}
+	for _, s := range secrets {
+		add(s)
+		// Each line too: output comes line by line, and a multi-line
+		// secret (a key) may be printed a line at a time.
+		if strings.ContainsAny(s, "\r\n") {
+			for line := range strings.Lines(strings.ReplaceAll(s, "\r", "\n")) {
+				add(strings.TrimSpace(line))
+			}
 		}
 	}
 	if len(keep) == 0 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -102,6 +103,9 @@ func (d Dir) Resolve(path string) (string, error) {
 	}
 	if !d.insideReal(real) {
 		return "", &OutsideError{Path: path, Target: real, Dir: d.abs}
+	}
+	if rel, _ := filepath.Rel(d.real, real); slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), ".git") {
+		return "", fmt.Errorf("%s is in the repository's .git directory, which holds the checkout's credentials (actions/checkout keeps a token in .git/config): a Compose file may not name it", path)
 	}
 	return real, nil
 }
@@ -195,11 +199,30 @@ func ReadPlainFile(path string, limit int64) ([]byte, error) {
 // inside a walked directory that leads outside the project is an error.
 // budget is how many bytes the files may add up to, and is decreased; a
 // file past it is a *TooLargeError.
+//
+// A directory is walked once, whatever links lead to it again, and at most
+// maxEntries entries are looked at: links can make a tree of any size.
 func (d Dir) Walk(path string, budget *int64, fn func(rel string, data []byte) error) error {
-	return d.walk(path, ".", 0, budget, fn)
+	w := &walker{d: d, budget: budget, fn: fn, seen: map[string]bool{}}
+	return w.walk(path, ".", 0)
 }
 
-func (d Dir) walk(path, rel string, depth int, budget *int64, fn func(string, []byte) error) error {
+// maxEntries bounds the entries one Walk looks at.
+const maxEntries = 10_000
+
+type walker struct {
+	d       Dir
+	budget  *int64
+	fn      func(string, []byte) error
+	seen    map[string]bool // real paths of the directories walked
+	entries int
+}
+
+func (w *walker) walk(path, rel string, depth int) error {
+	d, budget, fn := w.d, w.budget, w.fn
+	if w.entries++; w.entries > maxEntries {
+		return fmt.Errorf("%s: more than %d files and directories", path, maxEntries)
+	}
 	if depth > maxDepth {
 		return fmt.Errorf("%s: directories nested more than %d deep (a loop of links?)", path, maxDepth)
 	}
@@ -210,6 +233,12 @@ func (d Dir) walk(path, rel string, depth int, budget *int64, fn func(string, []
 	st, err := os.Stat(real)
 	if err != nil {
 		return err
+	}
+	if st.IsDir() {
+		if w.seen[real] {
+			return nil // reached again through a link
+		}
+		w.seen[real] = true
 	}
 	if !st.IsDir() {
 		data, err := readRegular(path, real, min(*budget, MaxFileSize))
@@ -224,7 +253,10 @@ func (d Dir) walk(path, rel string, depth int, budget *int64, fn func(string, []
 		return err
 	}
 	for _, e := range entries {
-		if err := d.walk(filepath.Join(path, e.Name()), filepath.Join(rel, e.Name()), depth+1, budget, fn); err != nil {
+		if e.Name() == ".git" {
+			continue // the checkout's credentials, never carried anywhere
+		}
+		if err := w.walk(filepath.Join(path, e.Name()), filepath.Join(rel, e.Name()), depth+1); err != nil {
 			return err
 		}
 	}
@@ -268,14 +300,18 @@ func (p *Project) confine() error {
 	buildSecrets := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		s := c.Services[name]
-		for i, ef := range s.EnvFiles {
-			if err := p.Dir.plainFile(ef.Path); err != nil {
-				return refuse(p.ServicePos(name, "env_file", strconv.Itoa(i)), err)
+		// The service's container and its pre_start hooks' each read
+		// env_file and label_file.
+		for _, spec := range containerSpecs(s) {
+			for i, ef := range spec.EnvFiles {
+				if err := p.Dir.plainFile(ef.Path); err != nil {
+					return refuse(p.ServicePos(name, "env_file", strconv.Itoa(i)), err)
+				}
 			}
-		}
-		for i, lf := range s.LabelFiles {
-			if err := p.Dir.plainFile(lf); err != nil {
-				return refuse(p.ServicePos(name, "label_file", strconv.Itoa(i)), err)
+			for i, lf := range spec.LabelFiles {
+				if err := p.Dir.plainFile(lf); err != nil {
+					return refuse(p.ServicePos(name, "label_file", strconv.Itoa(i)), err)
+				}
 			}
 		}
 		if b := s.Build; b != nil {
@@ -335,6 +371,51 @@ func (p *Project) confine() error {
 				return refuse(p.position("secrets", name, "file"), err)
 			}
 		}
+	}
+	return nil
+}
+
+// containerSpecs are the specs of everything a service runs: its own
+// container and its pre_start hooks.
+func containerSpecs(s types.ServiceConfig) []*types.ContainerSpec {
+	specs := []*types.ContainerSpec{&s.ContainerSpec}
+	for i := range s.PreStart {
+		specs = append(specs, &s.PreStart[i].ContainerSpec)
+	}
+	return specs
+}
+
+// resolveLabelFiles reads label_file into labels, as compose does, through
+// the project directory (confine has checked each), so that the loader
+// never reads one of its own accord.
+func (p *Project) resolveLabelFiles() error {
+	for name, s := range p.Compose.Services {
+		for i := range s.PreStart {
+			s.PreStart[i].ContainerSpec.LabelFiles = nil // hooks inherit the service's labels
+		}
+		if len(s.LabelFiles) == 0 {
+			continue
+		}
+		if s.Labels == nil {
+			s.Labels = types.Labels{}
+		}
+		for _, lf := range s.LabelFiles {
+			data, err := p.Dir.ReadFile(lf, MaxFileSize)
+			if err != nil {
+				return &LoadError{Pos: p.ServicePos(name, "label_file"), Err: err, Fix: "name a plain label file inside the project"}
+			}
+			vars, err := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { return "", false })
+			if err != nil {
+				return &LoadError{Pos: p.ServicePos(name, "label_file"), Err: fmt.Errorf("label file %s: %w", p.display(lf), err), Fix: "write KEY=VALUE lines"}
+			}
+			for k, v := range vars {
+				if _, set := s.Labels[k]; !set {
+					s.Labels[k] = v
+				}
+			}
+		}
+		s.LabelFiles = nil
+		p.Compose.Services[name] = s
 	}
 	return nil
 }

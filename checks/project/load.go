@@ -115,10 +115,15 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 			if dir, err = NewDir(cmp.Or(o.Root, wd)); err != nil {
 				return err
 			}
-			if len(o.EnvFiles) > 0 {
-				return nil
-			}
+			// The operator's --env-file files may lie anywhere; those inside
+			// the project are the checkout's, and their links stay inside.
 			for _, f := range po.EnvFiles {
+				if len(o.EnvFiles) > 0 && !dir.Contains(f) {
+					if _, err := ReadPlainFile(f, MaxFileSize); err != nil {
+						return &LoadError{Pos: Position{File: f}, Err: err, Fix: "name a plain env file"}
+					}
+					continue
+				}
 				if _, err := dir.ReadFile(f, MaxFileSize); err != nil {
 					return &LoadError{Pos: Position{File: f}, Err: err, Fix: "make the project's .env a plain file inside the project, or name an env file with --env-file"}
 				}
@@ -127,6 +132,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 		},
 		cli.WithDotEnv,
 		cli.WithoutEnvironmentResolution, // env_file is resolved below, so a missing one is a finding
+		cli.WithoutLabelsResolution,      // label_file too, once confine has checked it
 		cli.WithLoadOptions(func(lo *loader.Options) { lo.KnownExtensions = map[string]any{} }),
 	)
 	opts, err := cli.NewProjectOptions(o.Files, pos...)
@@ -167,6 +173,9 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 		return nil, err
 	}
 	if err := p.confine(); err != nil {
+		return nil, err
+	}
+	if err := p.resolveLabelFiles(); err != nil {
 		return nil, err
 	}
 	if err := p.resolveEnvFiles(); err != nil {
@@ -255,20 +264,29 @@ func (p *Project) indexReferencedFiles(workingDir string) error {
 		dir := filepath.Dir(f.Abs)
 		var refs, others []string // others: files the loader reads that are not Compose files
 		if _, inc, ok := f.Lookup("include"); ok {
-			for _, item := range inc.Content {
+			for _, item := range deref(inc).Content {
+				item = deref(item)
 				switch item.Kind {
 				case yaml.ScalarNode:
 					refs = append(refs, item.Value)
 				case yaml.MappingNode:
-					for j := 0; j+1 < len(item.Content); j += 2 {
-						switch item.Content[j].Value {
+					for key, value := range mapping(item) {
+						switch key {
 						case "path":
-							refs = append(refs, scalars(item.Content[j+1])...)
-						case "env_file", "project_directory":
-							others = append(others, scalars(item.Content[j+1])...)
+							refs = append(refs, scalars(value)...)
+						case "env_file":
+							others = append(others, scalars(value)...)
+						case "project_directory":
+							for _, d := range scalars(value) {
+								others = append(others, d, filepath.Join(d, ".env"))
+							}
 						}
 					}
 				}
+			}
+			// An included project reads the .env beside its file too.
+			for _, ref := range refs {
+				others = append(others, filepath.Join(filepath.Dir(ref), ".env"))
 			}
 		}
 		resolve := func(ref string) string {
@@ -341,15 +359,55 @@ func (p *Project) indexReferencedFiles(workingDir string) error {
 }
 
 func scalars(n *yaml.Node) []string {
+	n = deref(n)
 	if n.Kind == yaml.ScalarNode {
 		return []string{n.Value}
 	}
 	var out []string
 	for _, c := range n.Content {
-		if c.Kind == yaml.ScalarNode {
+		if c = deref(c); c.Kind == yaml.ScalarNode {
 			out = append(out, c.Value)
 		}
 	}
+	return out
+}
+
+// deref is the node an alias stands for (a few levels, no more).
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// mapping yields a mapping's keys and values, merge keys (<<: *anchor)
+// followed.
+func mapping(n *yaml.Node) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	var walk func(n *yaml.Node, depth int)
+	walk = func(n *yaml.Node, depth int) {
+		n = deref(n)
+		if depth > 8 || n.Kind != yaml.MappingNode {
+			return
+		}
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			k, v := deref(n.Content[j]), n.Content[j+1]
+			if k.Value == "<<" {
+				if v = deref(v); v.Kind == yaml.SequenceNode {
+					for _, m := range v.Content {
+						walk(m, depth+1)
+					}
+				} else {
+					walk(v, depth+1)
+				}
+				continue
+			}
+			if _, set := out[k.Value]; !set {
+				out[k.Value] = v
+			}
+		}
+	}
+	walk(n, 0)
 	return out
 }
 

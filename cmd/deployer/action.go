@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/semalink/deploy-action/checks"
@@ -26,14 +28,29 @@ func newActionCommand() *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gha := githubactions.New(githubactions.WithWriter(cmd.OutOrStdout()))
+			var err error
 			switch c := inputOr(gha, "command", "check"); c {
 			case "check":
-				return actionCheck(cmd, gha)
+				err = actionCheck(cmd, gha)
 			case "deploy":
-				return actionDeploy(cmd, gha)
+				err = actionDeploy(cmd, gha)
 			default:
-				return &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check or deploy", c)}
+				err = &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check or deploy", c)}
 			}
+			// An error is an annotation, escaped, and nothing else: printed
+			// as it is on stderr, which the runner reads too, text that a
+			// Compose file chose could run a workflow command.
+			if err == nil {
+				return nil
+			}
+			code := exitFailed
+			if ee, ok := errors.AsType[*exitError](err); ok {
+				code = ee.code
+			}
+			if msg := err.Error(); msg != fmt.Sprintf("exit status %d", code) {
+				gha.Errorf("%s", msg)
+			}
+			return &exitError{code: code}
 		},
 	}
 }
@@ -113,13 +130,20 @@ func mask(gha *githubactions.Action, secret string) {
 
 // commandSafe keeps a line of untrusted text (what a build, a migration or
 // a container printed, an error that quotes it) from being read by the
-// runner as a workflow command (::set-env, ::stop-commands, ::error…):
-// such a line is shown behind "| ".
+// runner as a workflow command. The runner splits lines at \r too, trims
+// any Unicode white space before a "::" command, and finds the older
+// "##[" form anywhere in a line: a carriage return becomes a line break,
+// a line that would start with "::" is shown behind "| ", and "##[" is
+// broken up as "## [".
 func commandSafe(line string) string {
-	if t := strings.TrimLeft(line, " \t"); strings.HasPrefix(t, "::") || strings.HasPrefix(t, "##[") {
-		return "| " + line
+	var b strings.Builder
+	for part := range strings.Lines(strings.ReplaceAll(line, "\r", "\n")) {
+		if strings.HasPrefix(strings.TrimLeftFunc(part, unicode.IsSpace), "::") {
+			b.WriteString("| ")
+		}
+		b.WriteString(strings.ReplaceAll(part, "##[", "## ["))
 	}
-	return line
+	return b.String()
 }
 
 // commandSafeText is commandSafe for every line of s.
@@ -134,12 +158,10 @@ func commandSafeText(s string) string {
 func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
 	o, err := actionCheckOptions(gha)
 	if err != nil {
-		gha.Errorf("%v", err)
 		return err
 	}
 	_, findings, err := o.run(cmd.Context())
 	if err != nil {
-		gha.Errorf("%v", err)
 		return err
 	}
 	ro := report.Options{Strict: o.strict, Version: currentVersion(), Root: workspace()}

@@ -23,7 +23,6 @@ import (
 func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 	co, err := actionCheckOptions(gha)
 	if err != nil {
-		gha.Errorf("%v", err)
 		return err
 	}
 	o := deployOptions{checkOptions: co}
@@ -83,7 +82,6 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 
 	plan, err := o.plan(cmd)
 	if err != nil {
-		gha.Errorf("%v", err)
 		return err
 	}
 	for _, s := range plan.Secrets {

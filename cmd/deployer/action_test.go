@@ -56,8 +56,23 @@ func TestActionCheck(t *testing.T) {
 
 func TestActionUnknownCommand(t *testing.T) {
 	t.Setenv("INPUT_COMMAND", "launch")
-	code, _, stderr := run(t, "", "action")
-	if code != exitConfig || !strings.Contains(stderr, "launch") {
-		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	code, stdout, stderr := run(t, "", "action")
+	if code != exitConfig || !strings.Contains(stdout, "::error::input command: \"launch\"") || stderr != "" {
+		t.Fatalf("exit code %d, stdout %q, stderr %q; want one annotation and nothing raw", code, stdout, stderr)
+	}
+}
+
+func TestCommandSafe(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain line\n", "plain line\n"},
+		{"::error::x\n", "| ::error::x\n"},
+		{"  \t::set-output name=a::b\n", "| " + "  \t::set-output name=a::b\n"},
+		{"\u00a0::add-mask::x\n", "| \u00a0::add-mask::x\n"},
+		{"progress\r::add-mask::x\n", "progress\n| ::add-mask::x\n"},
+		{"progress ##[set-output name=x;]y\n", "progress ## [set-output name=x;]y\n"},
+	} {
+		if got := commandSafe(tc.in); got != tc.want {
+			t.Errorf("commandSafe(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

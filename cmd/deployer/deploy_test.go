@@ -42,9 +42,9 @@ func TestActionDeployInputs(t *testing.T) {
 	t.Setenv("INPUT_COMMAND", "deploy")
 	t.Setenv("INPUT_COMPOSE-FILES", repoPath(t, "examples/demo/compose.yaml"))
 	t.Setenv("INPUT_HEALTH-TIMEOUT", "soon")
-	code, _, stderr := run(t, "", "action")
-	if code != exitConfig || !strings.Contains(stderr, "health-timeout") {
-		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	code, stdout, stderr := run(t, "", "action")
+	if code != exitConfig || !strings.Contains(stdout, "::error::input health-timeout") || stderr != "" {
+		t.Fatalf("exit code %d, stdout %q, stderr %q; want one annotation and nothing raw", code, stdout, stderr)
 	}
 }
 

@@ -359,3 +359,74 @@ func TestHostileFilesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestIncludedAndIndirectFilesStayInside: files the loader reads on its
+// own (an included project's .env, includes named through YAML aliases,
+// pre_start hooks' env files, label files) and an env file the workflow
+// names that the checkout made a link: each is refused by name before it
+// is read, and its content never shows.
+func TestIncludedAndIndirectFilesStayInside(t *testing.T) {
+	outside := t.TempDir()
+	writeFiles(t, outside, map[string]string{
+		"outside.env":  "LEAK=" + sentinel + "\n",
+		"compose.yaml": "services:\n  leak:\n    image: app\n    environment:\n      L: " + sentinel + "\n",
+	})
+	const api = "services:\n  api:\n    image: app\n"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		links map[string]string // link → target
+		env   []string          // the runner's, for the Action
+		want  string
+	}{
+		{name: "IncludedProjectsEnv",
+			files: map[string]string{"compose.yaml": "include: [sub/compose.yaml]\n" + api, "sub/compose.yaml": "services:\n  s:\n    image: app\n    environment:\n      X: ${LEAK:-}\n"},
+			links: map[string]string{"sub/.env": filepath.Join(outside, "outside.env")}, want: "sub/.env is a symbolic link to"},
+		{name: "IncludeThroughAnAlias",
+			files: map[string]string{"compose.yaml": "x-inc: &inc " + filepath.Join(outside, "compose.yaml") + "\ninclude: [*inc]\n" + api},
+			want:  "is outside the project directory"},
+		{name: "IncludeThroughAMergeKey",
+			files: map[string]string{"compose.yaml": "x-inc: &inc {path: " + filepath.Join(outside, "compose.yaml") + "}\ninclude:\n  - <<: *inc\n" + api},
+			want:  "is outside the project directory"},
+		{name: "PreStartEnvFile",
+			files: map[string]string{"compose.yaml": api + "    pre_start:\n      - command: [\"true\"]\n        env_file: [" + filepath.Join(outside, "outside.env") + "]\n"},
+			want:  "is outside the project directory"},
+		{name: "LabelFileDevice",
+			files: map[string]string{"compose.yaml": api + "    label_file: ./labels\n"},
+			links: map[string]string{"labels": "/dev/zero"}, want: "labels is a symbolic link to /dev/zero"},
+		{name: "GitConfig",
+			files: map[string]string{"compose.yaml": api + "configs:\n  c:\n    file: .git/config\n", ".git/config": "[http]\n\textraheader = AUTHORIZATION: basic " + sentinel + "\n"},
+			want:  "repository's .git directory"},
+		{name: "WorkflowEnvFileLink",
+			files: map[string]string{"compose.yaml": api},
+			links: map[string]string{"prod.env": filepath.Join(outside, "outside.env")},
+			env:   []string{"GITHUB_ACTIONS=true", "INPUT_COMMAND=check", "INPUT_ENV-FILES=prod.env"}, want: "prod.env is a symbolic link to"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tc.files)
+			for link, target := range tc.links {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, link)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"check", "-f", "compose.yaml"}
+			if tc.env != nil {
+				args = []string{"action"}
+			}
+			r := runBinary(t, dir, tc.env, args...)
+			if r.code != exitConfig || !strings.Contains(r.output(), tc.want) {
+				t.Errorf("exit %d, want %d with %q", r.code, exitConfig, tc.want)
+			}
+			if strings.Contains(r.output(), sentinel) {
+				t.Errorf("the output shows what lies outside the project")
+			}
+			if r.maxRSS > maxMemory {
+				t.Errorf("peak memory %d MiB, want under %d MiB", r.maxRSS>>20, maxMemory>>20)
+			}
+		})
+	}
+}
