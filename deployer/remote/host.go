@@ -70,9 +70,10 @@ type Cmd struct {
 type Unlocker interface {
 	// Unlock releases the lock.
 	Unlock() error
-	// Lost is closed if the lock stops being held before Unlock: its
-	// process on the host ended (killed, say) or the connection went.
-	// A local lock, held by this process, is never lost.
+	// Lost is closed if the lock stops being held before Unlock because
+	// its process on the host ended (killed, say) while the connection
+	// lives on; a lost connection fails every command by itself. A local
+	// lock, held by this process, is never lost.
 	Lost() <-chan struct{}
 }
 

@@ -261,16 +261,20 @@ func newSSHLock(c *Client, path string, stdin io.Closer, done <-chan error, rele
 	return l
 }
 
-// Lost is closed when the lock script ends, or the connection is gone,
-// before Unlock: the lock is no longer ours.
+// Lost is closed when the lock script ends before Unlock while the
+// connection lives on (it was killed): the lock is no longer ours. When the
+// connection goes, the lock goes with it, and every command on the
+// connection fails saying so: that needs no second word.
 func (l *sshLock) Lost() <-chan struct{} {
 	lost := make(chan struct{})
 	go func() {
 		select {
 		case <-l.ended:
+			if l.c.why(nil) == nil {
+				close(lost)
+			}
 		case <-l.c.done:
 		}
-		close(lost)
 	}()
 	return lost
 }
