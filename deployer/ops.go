@@ -81,9 +81,9 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		// may quote a container's last log lines).
 		secrets := append(t.releaseSecrets(ctx, cur, id), p.Secrets...)
 		rep := redact(rep, secrets)
-		t.rep, t.plan = rep, &Plan{}
-		*t.plan = *p
-		t.plan.Secrets = secrets
+		withSecrets := *p // this host's copy: other hosts learn their own
+		withSecrets.Secrets = secrets
+		t.rep, t.plan = rep, &withSecrets
 		defer func() {
 			if err != nil {
 				err = redactedError{msg: Redact(err.Error(), secrets), err: err}
