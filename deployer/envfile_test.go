@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"github.com/semalink/deploy-action/internal/costtest"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -83,12 +84,23 @@ func TestEnvFileRefusesBadNames(t *testing.T) {
 	}
 }
 
-// FuzzEnvFile: whatever two values are, compose reads back exactly them.
+// FuzzEnvFile: whatever two values are, compose reads back exactly them;
+// the file grows at most four bytes per byte, and writing it (compose's
+// parser reading it back included: about 140 bytes allocated per byte,
+// 45 KiB at least) costs a linear bound.
 func FuzzEnvFile(f *testing.F) {
 	f.Add(`abc\`, "x\nCOMPOSE_PROFILES=deployer-migrate")
 	f.Add(`'"$\`, "\r\n\x00")
+	f.Add(strings.Repeat(`\"$`, 1000), strings.Repeat("\n", 1000))
 	f.Fuzz(func(t *testing.T, a, b string) {
-		roundTrip(t, []string{"A=" + a, "B=" + b})
+		env := []string{"A=" + a, "B=" + b}
+		n := len(a) + len(b)
+		var data []byte
+		costtest.Linear(t, "envFile", n, 512, 64<<10, func() { data, _ = envFile(env) })
+		if len(data) > len(envFileHeader)+4*n+16 {
+			t.Fatalf("envFile wrote %d bytes for %d bytes of values", len(data), n)
+		}
+		roundTrip(t, env)
 	})
 }
 

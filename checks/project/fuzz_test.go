@@ -2,6 +2,7 @@ package project_test
 
 import (
 	"bytes"
+	"github.com/semalink/deploy-action/internal/costtest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,6 +46,14 @@ func seedFiles(f *testing.F, match func(name string) bool) {
 	}
 }
 
+// The linear bound on what the parsers allocate: a few times what the
+// costliest inputs measured need (about 120 bytes per byte for a file of
+// short tokens or stages, 50 KiB for the smallest file).
+const (
+	parserPerByte = 512
+	parserBase    = 256 << 10
+)
+
 // FuzzLoad loads arbitrary bytes as a Compose file and runs the checks on
 // what loads: neither may panic, and a project that does not load comes
 // back as a *LoadError.
@@ -72,7 +81,8 @@ func FuzzLoad(f *testing.F) {
 }
 
 // FuzzParseCaddyfile: no panic; errors are *LoadErrors at a line of the
-// file; directives come in file order with lines inside the file.
+// file; directives come in file order with lines inside the file; the cost
+// is linear in the file's size.
 func FuzzParseCaddyfile(f *testing.F) {
 	seedFiles(f, func(name string) bool { return name == "Caddyfile" })
 	for _, s := range []string{
@@ -84,7 +94,11 @@ func FuzzParseCaddyfile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines := bytes.Count(data, []byte("\n")) + 1
-		c, err := project.ParseCaddyfile("Caddyfile", data)
+		var c *project.Caddyfile
+		var err error
+		costtest.Linear(t, "ParseCaddyfile", len(data), parserPerByte, parserBase, func() {
+			c, err = project.ParseCaddyfile("Caddyfile", data)
+		})
 		if err != nil {
 			le, ok := err.(*project.LoadError)
 			if !ok || le.Pos.File != "Caddyfile" || le.Pos.Line < 1 || le.Pos.Line > lines {
@@ -103,13 +117,18 @@ func FuzzParseCaddyfile(f *testing.F) {
 }
 
 // FuzzParseDockerfile: no panic; errors are *LoadErrors; every stage's
-// chain ends, holds each stage at most once, and starts at the stage.
+// chain ends, holds each stage at most once, and starts at the stage; the
+// cost is linear in the file's size.
 func FuzzParseDockerfile(f *testing.F) {
 	seedFiles(f, func(name string) bool { return name == "Dockerfile" || strings.HasSuffix(name, ".Dockerfile") })
 	f.Add([]byte(multiStage))
 	f.Add([]byte("FROM b AS a\nFROM a AS b\nFROM b AS c\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := project.ParseDockerfile("Dockerfile", data)
+		var d *project.Dockerfile
+		var err error
+		costtest.Linear(t, "ParseDockerfile", len(data), parserPerByte, parserBase, func() {
+			d, err = project.ParseDockerfile("Dockerfile", data)
+		})
 		if err != nil {
 			if le, ok := err.(*project.LoadError); !ok || le.Pos.File != "Dockerfile" {
 				t.Fatalf("error %T %v, want a *LoadError in Dockerfile", err, err)

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"github.com/semalink/deploy-action/internal/costtest"
 	"math/rand/v2"
 	"os/exec"
 	"strconv"
@@ -75,8 +76,9 @@ func TestQuoteRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzQuote: sh splits Quote(args) back into exactly args, and the line
-// grows at most four bytes per byte (a ' becomes '\”).
+// FuzzQuote: sh splits Quote(args) back into exactly args, the line grows
+// at most four bytes per byte (a ' becomes '\”), and quoting costs a
+// linear bound.
 func FuzzQuote(f *testing.F) {
 	f.Add("it's", "$(reboot)")
 	f.Add("", "a\nb")
@@ -84,7 +86,8 @@ func FuzzQuote(f *testing.F) {
 		if strings.ContainsRune(a+b, 0) {
 			return // no command line can hold a NUL byte
 		}
-		line := Quote(a, b)
+		var line string
+		costtest.Linear(t, "Quote", len(a)+len(b), 64, 64<<10, func() { line = Quote(a, b) })
 		if len(line) > 4*(len(a)+len(b))+5 {
 			t.Fatalf("Quote grew %d bytes into %d", len(a)+len(b), len(line))
 		}
