@@ -62,7 +62,16 @@ type Client struct {
 	sessions chan struct{} // a token per open session
 	done     chan struct{} // closed once the connection is gone
 	mu       sync.Mutex
-	err      error // why the connection is gone
+	err      error  // why the connection is gone
+	held     string // the run file of the lock this client holds, if any
+}
+
+// runFile is the run file that commands hold shared while this client
+// holds a lock (see execScript), or "".
+func (c *Client) runFile() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
 }
 
 // Dial connects to the host and authenticates, verifying its host key.

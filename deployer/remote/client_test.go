@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/semalink/deploy-action/internal/costtest"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -424,7 +425,8 @@ func TestConnectionCut(t *testing.T) {
 	// says so and sleeps, and a cat whose stdin never ends.
 	ran := make(chan error, 2)
 	sleeping := newSignal("up")
-	go func() { ran <- a.Run(t.Context(), Cmd{Args: sh("echo up; exec sleep 60"), Stdout: sleeping}) }()
+	token := fmt.Sprintf("60.%09d", rand.Int32N(1e9))
+	go func() { ran <- a.Run(t.Context(), Cmd{Args: sh(`echo up; exec sleep "$1"`, token), Stdout: sleeping}) }()
 	r, w := io.Pipe()
 	defer w.Close()
 	echoed := newSignal("ping")
@@ -446,6 +448,10 @@ func TestConnectionCut(t *testing.T) {
 			t.Errorf("Run after the cut = %v, want connection lost", err)
 		}
 		t.Logf("in-flight command failed %s after the cut: %v", time.Since(cutAt).Round(time.Millisecond), err)
+	}
+
+	if !waitUntil(t.Context(), func() bool { return len(running(token)) == 0 }) {
+		t.Errorf("sleep %s still runs on the host after its connection was cut", token)
 	}
 
 	b := dialTest(t, env.config())
@@ -499,6 +505,83 @@ func TestKeepAlive(t *testing.T) {
 		t.Fatal("the command still runs on a frozen connection")
 	}
 	t.Logf("frozen connection detected after %s", time.Since(frozen).Round(time.Millisecond))
+	// The host notices too (the test sshd's ClientAliveInterval) and ends
+	// the command.
+	if !waitUntil(t.Context(), func() bool { return len(running(token)) == 0 }) {
+		t.Errorf("sleep %s still runs on the host after its client's packets stopped", token)
+	}
+}
+
+// TestCommandsEndBeforeTheNextHolder: when the connection of a lock holder
+// goes, its commands on the host are stopped, and the next holder gets the
+// lock only once every process they started has ended, however long that
+// takes: here one that left their process group and waits for the test's
+// word.
+func TestCommandsEndBeforeTheNextHolder(t *testing.T) {
+	env := sshEnv(t)
+	var cut cutter
+	cfg := env.config()
+	cfg.Dial = cut.dial
+	a := dialTest(t, cfg)
+	dir := remotetest.TempDir(t, env.User)
+	file, exit := filepath.Join(dir, "deploy.lock"), filepath.Join(dir, "exit")
+	la, err := a.Lock(t.Context(), file, []byte("a"), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Unlock()
+	ran := make(chan error, 1)
+	up := newSignal("up")
+	command := fmt.Sprintf("command-%09d", rand.Int32N(1e9))
+	lingering := fmt.Sprintf("lingering-%09d", rand.Int32N(1e9))
+	script := `setsid sh -c 'until [ -e "$1" ]; do sleep 0.05; done' sh "$1" "$3" &
+sleep 600 &
+echo up
+wait`
+	go func() { ran <- a.Run(t.Context(), Cmd{Args: sh(script, exit, command, lingering), Stdout: up}) }()
+	up.wait(t)
+	t.Cleanup(func() { os.WriteFile(exit, nil, 0o644) })
+	cut.last().Close()
+	<-ran
+	if !waitUntil(t.Context(), func() bool { return len(running(command)) == 0 }) {
+		t.Errorf("the command still runs after its connection went: %v", running(command))
+	}
+
+	b := dialTest(t, env.config())
+	got := make(chan error, 1)
+	var lb Unlocker
+	go func() {
+		var err error
+		lb, err = b.Lock(t.Context(), file, []byte("b"), patience, nil)
+		got <- err
+	}()
+	// b has the lock file and waits on the run file, which the lingering
+	// process holds.
+	runFile := file + ".run"
+	waiting := func() bool {
+		for _, pid := range processes(func(args []string) bool { return len(args) > 0 && args[0] == "flock" }) {
+			if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/8", pid)); target == runFile {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitUntil(t.Context(), waiting) {
+		t.Fatal("the next holder never waited on the run file")
+	}
+	if len(running(lingering)) == 0 {
+		t.Fatal("the lingering process is gone before the test let it go")
+	}
+	if err := os.WriteFile(exit, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("lock after the holder's processes ended: %v", err)
+	}
+	defer lb.Unlock()
+	if pids := running(lingering); len(pids) != 0 {
+		t.Errorf("the lock was taken while a process of the last holder's command still ran: %v", pids)
+	}
 }
 
 // signal is a command's stdout that tells when a word has been printed.
@@ -642,13 +725,16 @@ func testCancelWhileStarting(t *testing.T, h Host) {
 }
 
 // FuzzHostPort: any address is turned into host:port that parses, with a
-// port in range, and host:port is kept as it is; or it is refused.
+// port in range, and host:port is kept as it is; or it is refused; at a
+// cost linear in the address's length.
 func FuzzHostPort(f *testing.F) {
 	for _, s := range []string{"example.com", "[::1]:22", "a:b:c", "host:0", "root@host", "[", "]:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, addr string) {
-		hp, err := hostPort(addr)
+		var hp string
+		var err error
+		costtest.Linear(t, "hostPort", len(addr), 64, 64<<10, func() { hp, err = hostPort(addr) })
 		if err != nil {
 			return
 		}

@@ -27,13 +27,50 @@ import (
 // up to shellStart, so that a command is ended even when the cancel arrived
 // before it started; and if the client has stopped listening by then,
 // printing the marker fails and the command never starts.
+//
+// A command does not outlive its client. sshd does not signal a session's
+// processes when the connection goes, it only closes their stdin; so a
+// command that reads no stdin runs in the background, with /dev/null for
+// input, beside a watcher that reads the session's stdin (through fd 7: sh
+// gives a background list /dev/null for stdin), which the client
+// keeps open and never writes. When it ends (the client closed it, or sshd
+// noticed the connection die: ClientAliveInterval), the watcher sends TERM
+// to the group, and KILL once the command has ended or 10 s have passed;
+// while it lives, the group's id cannot be reused. The shell exits only
+// after the command has: a session that has ended has no command left. A
+// command fed on stdin ends with its input.
+//
+// While the client holds a deploy lock, its commands also hold a shared
+// flock(2) on the lock's run file, which the next holder takes exclusively
+// before it reports the lock held: a deploy never overlaps the commands of
+// the one before, even those still ending after their client went.
 const (
 	groupMarker = "\x1edeployer-pgid "
 	groupLine   = `if read -r s </proc/$$/stat 2>/dev/null; then s=${s##*) }; s=${s#* }; s=${s#* }; g=${s%% *}; else g=$$; fi
 printf '\036deployer-pgid %s\n' "$g" || exit 141
 `
-	execScript = groupLine + `exec "$@"`
-	killScript = `kill -s "$1" -- "-$2"`
+	// execScript: $1 the run file to hold shared, or ""; $2 "stdin" when
+	// the command reads the session's stdin, else "watch"; then the command.
+	execScript = groupLine + `if [ -n "$1" ]; then exec 8>>"$1" && flock -s 8 || exit 1; fi
+if [ "$2" = stdin ]; then shift 2; exec "$@"; fi
+shift 2
+"$@" </dev/null &
+c=$!
+trap 'wait "$c"; exit 143' TERM
+exec 7<&0
+sh -c '` + watchScript + `' sh "$g" "$$" <&7 >/dev/null 2>&1 7<&- 8>&- &
+w=$!
+exec 7<&-
+wait "$c"
+rc=$?
+kill -s KILL "$w" 2>/dev/null
+exit "$rc"`
+	// watchScript: $1 the group, $2 the shell that waits for the command.
+	// Once stdin ends it sends TERM to the group, waits up to 10 s for the
+	// shell (which waits for the command), then KILLs what is left. It has
+	// its own command line, so that it is not taken for the command.
+	watchScript = `trap "" TERM; cat; kill -s TERM -- "-$1"; i=0; while kill -0 "$2" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- "-$1"`
+	killScript  = `kill -s "$1" -- "-$2"`
 )
 
 // shellStart bounds how long a cancel waits for a login shell to start the
@@ -69,18 +106,26 @@ func (c *Client) run(ctx context.Context, cmd Cmd) error {
 	tail := &tailBuffer{}
 	group := newGroupWriter(cmd.Stdout)
 	s.Stdout, s.Stderr = group, stderrTo(tail, cmd.Stderr)
-	var stdin io.WriteCloser
-	if cmd.Stdin != nil {
-		// Fed here rather than by the session, whose Wait would wait for a
-		// Stdin that never ends even after the command has exited.
-		if stdin, err = s.StdinPipe(); err != nil {
-			return err
-		}
+	// Fed here rather than by the session, whose Wait would wait for a
+	// Stdin that never ends even after the command has exited. Without
+	// one, stdin stays open, unwritten, until the session closes: the
+	// command's watcher on the host ends it when it closes.
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		return err
 	}
-	if err := s.Start(Quote(sh(execScript, cmd.Args...)...)); err != nil {
+	mode := "watch"
+	if cmd.Stdin != nil {
+		mode = "stdin"
+	}
+	args := append([]string{c.runFile(), mode}, cmd.Args...)
+	if err := s.Start(Quote(sh(execScript, args...)...)); err != nil {
 		return c.why(fmt.Errorf("start: %w", err))
 	}
-	fed := feed(stdin, cmd.Stdin)
+	fed := func() error { return nil }
+	if cmd.Stdin != nil {
+		fed = feed(stdin, cmd.Stdin)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
 	select {

@@ -84,6 +84,10 @@ func (c *Client) readFile(ctx context.Context, p string) ([]byte, error) {
 // or "timeout HOLDER" when it gave up. HOLDER is what the lock file says,
 // in hex, so that telling who holds the lock takes no session of its own:
 // the waiting is woken by the release in the kernel, not by a poll.
+//
+// Before "held" it takes the run file ($2.run) exclusively and lets it go:
+// the commands of the previous holder hold it shared until they have ended
+// (execScript), which those of a client that went away do within seconds.
 const lockScript = groupLine + `command -v flock >/dev/null 2>&1 || exit 69
 umask 077
 mkdir -p -- "$1" || exit 1
@@ -99,6 +103,13 @@ flock -n -E 75 9 || {
 		exit "$rc"
 	}
 }
+exec 8>>"$2.run" || exit 1
+flock -w "$3" -E 75 8 || {
+	rc=$?
+	[ "$rc" -eq 75 ] && echo timeout
+	exit "$rc"
+}
+exec 8>&-
 printf '%s' "$4" >"$2"
 echo held
 cat >/dev/null
@@ -180,6 +191,9 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 				timedOut = unhex(hexHolder)
 			case word == "held":
 				keep = true
+				c.mu.Lock()
+				c.held = p + ".run"
+				c.mu.Unlock()
 				return newSSHLock(c, p, stdin, done, release), nil
 			}
 		case <-ctx.Done():
@@ -284,6 +298,9 @@ func (l *sshLock) Lost() <-chan struct{} {
 func (l *sshLock) Unlock() error {
 	l.once.Do(func() {
 		defer l.release()
+		l.c.mu.Lock()
+		l.c.held = ""
+		l.c.mu.Unlock()
 		l.stdin.Close()
 		select {
 		case <-l.ended:
