@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	"github.com/semalink/deploy-action/checks"
@@ -31,6 +34,12 @@ const (
 	buildTimeout  = 30 * time.Minute
 	uploadTimeout = 5 * time.Minute
 	upTimeout     = 5 * time.Minute
+	// hostStepTimeout bounds each of the small steps on a host (inspect,
+	// compose detection, reading and pointing at releases, prune), so that
+	// a host that stops answering without dropping the connection fails
+	// the deploy instead of holding it.
+	hostStepTimeout = 2 * time.Minute
+	pruneTimeout    = 5 * time.Minute
 )
 
 // Run deploys the plan to each host in turn, stopping at the first
@@ -224,6 +233,8 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target, system.Info, error) {
 	done := rep.Step("inspect " + h.Name())
 	t, info, err := func() (*target, system.Info, error) {
+		ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+		defer cancel()
 		docker, err := h.Docker(ctx)
 		if err != nil {
 			return nil, system.Info{}, err
@@ -334,6 +345,8 @@ func describeHolder(b []byte) string {
 
 // current returns the live release's ID, "" on a first deploy.
 func (t *target) current(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	out, err := t.host.Output(ctx, "readlink", path.Join(t.plan.projectDir(), "current"))
 	if err != nil {
 		var ee *remote.ExitError
@@ -388,6 +401,8 @@ func appendUnique(list []string, s string) []string {
 }
 
 func (t *target) writeRelease(ctx context.Context, rel *Release) error {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	if err := t.host.WriteFile(ctx, path.Join(t.releaseDir(rel.ID), "release.json"), rel.marshal(), 0o600); err != nil {
 		return fmt.Errorf("write release.json: %w", err)
 	}
@@ -396,11 +411,27 @@ func (t *target) writeRelease(ctx context.Context, rel *Release) error {
 
 // migrate runs the migration service once with the new images. Its output
 // streams to the reporter; a failure or a timeout is the gate closing.
+//
+// A migration container outlives the compose command that runs it: one
+// left by an interrupted deploy is removed first (the lock is ours, so it
+// is nobody's), and one this deploy gave up on is removed on the way out.
 func (t *target) migrate(ctx context.Context, rel *Release) error {
+	if n, err := t.removeOneOffs(ctx, t.plan.Migrate); err != nil {
+		return err
+	} else if n > 0 {
+		t.rep.Printf("removed %d migration container(s) left by an interrupted deploy", n)
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.plan.MigrateTimeout)
 	defer cancel()
 	out := t.rep.Output()
 	err := t.cli(rel.ID).RunOnce(ctx, t.plan.Migrate, out, out)
+	if ctx.Err() != nil && lockLost(ctx) == nil {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
+		defer cancel()
+		if _, err := t.removeOneOffs(cleanup, t.plan.Migrate); err != nil {
+			t.rep.Printf("warning: %v", err)
+		}
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("migration %s did not finish in %s", t.plan.Migrate, t.plan.MigrateTimeout)
 	}
@@ -408,6 +439,27 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 		return fmt.Errorf("migration %s failed: %w", t.plan.Migrate, err)
 	}
 	return nil
+}
+
+// removeOneOffs removes the project's one-off containers of service
+// (those of compose run), running or not, and says how many there were.
+func (t *target) removeOneOffs(ctx context.Context, service string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	list, err := t.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+t.plan.Name),
+		filters.Arg("label", "com.docker.compose.service="+service),
+		filters.Arg("label", "com.docker.compose.oneoff=True"),
+	)})
+	if err != nil {
+		return 0, fmt.Errorf("list the one-off containers of %s: %w", service, err)
+	}
+	for _, c := range list {
+		if err := t.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("remove the %s container %s left by an interrupted deploy: %w", service, c.ID[:12], err)
+		}
+	}
+	return len(list), nil
 }
 
 // migratedBy returns the live release when it ran the very same migration
@@ -526,6 +578,8 @@ func (t *target) healthServices(ctx context.Context, images map[string]string) [
 }
 
 func (t *target) readRelease(ctx context.Context, id string) (*Release, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	b, err := t.host.ReadFile(ctx, path.Join(t.releaseDir(id), "release.json"))
 	if err != nil {
 		return nil, fmt.Errorf("read release %s: %w", id, err)
@@ -591,6 +645,8 @@ func (t *target) commit(ctx context.Context, rel *Release, prev string) error {
 // point makes id the current release: a new symlink renamed over the old
 // one, so current is never missing.
 func (t *target) point(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	dir := t.plan.projectDir()
 	tmp := path.Join(dir, ".current."+id)
 	if err := t.host.Run(ctx, remote.Cmd{Args: []string{"ln", "-sfn", path.Join("releases", id), tmp}}); err != nil {
@@ -612,6 +668,8 @@ func (t *target) point(ctx context.Context, id string) error {
 // only when it is the deployer's own: a carried-files directory of this
 // project, an image tag of this project.
 func (t *target) prune(ctx context.Context, live string) error {
+	ctx, cancel := context.WithTimeout(ctx, pruneTimeout)
+	defer cancel()
 	ids, err := t.releaseIDs(ctx)
 	if err != nil {
 		return err
@@ -690,6 +748,8 @@ var carriedDir = regexp.MustCompile(`^files/[0-9a-f]{16}$`)
 
 // releaseIDs lists the releases on the host, oldest first.
 func (t *target) releaseIDs(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	out, err := t.host.Output(ctx, "ls", "-1", path.Join(t.plan.projectDir(), "releases"))
 	if err != nil {
 		var ee *remote.ExitError

@@ -12,9 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -185,6 +187,22 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// oneOffs lists the project's one-off containers of a service (compose
+// run), running or not.
+func (s *stack) oneOffs(service string) []string {
+	s.t.Helper()
+	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+s.name),
+		filters.Arg("label", "com.docker.compose.service="+service),
+		filters.Arg("label", "com.docker.compose.oneoff=True"))})
+	must(s.t, err)
+	var names []string
+	for _, c := range list {
+		names = append(names, strings.Join(c.Names, ",")+" "+c.State)
+	}
+	return names
 }
 
 // answers returns the release the running api reports.
@@ -482,6 +500,126 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 	if got := s.statuses(); got != "superseded interrupted live" {
 		t.Errorf("releases: %s, want superseded interrupted live", got)
 	}
+}
+
+// TestFrozenConnectionMidMigration stops every packet of a deploy's
+// connection, without closing it, while a migration that would never end
+// by itself runs: the deploy fails once its keepalives go unanswered, the
+// host notices (sshd's ClientAliveInterval) and ends what the deploy ran,
+// and the next deploy, which waited for the lock, removes the migration
+// container that outlived its compose command before running its own:
+// two migrations never run at once.
+func TestFrozenConnectionMidMigration(t *testing.T) {
+	host := sshConfig(t)
+	s := newStack(t)
+	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+
+	frozen := host
+	frozen.KeepAlive = time.Second
+	var mu sync.Mutex
+	var conns []*freezable
+	frozen.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		f := &freezable{Conn: c}
+		t.Cleanup(func() { c.Close() })
+		mu.Lock()
+		conns = append(conns, f)
+		mu.Unlock()
+		return f, nil
+	}
+	var once sync.Once
+	freezing := hooks{output: func(text string) {
+		if strings.Contains(text, "applying migrations") {
+			once.Do(func() {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range conns {
+					c.frozen.Store(true)
+				}
+			})
+		}
+	}}
+	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{frozen}, "RELEASE=v2", "MIGRATE_SLEEP=1h"), freezing)
+	if err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("a deploy whose packets stopped: err = %v, want connection lost", err)
+	}
+
+	// A migration container that outlived its compose command (compose
+	// removes its own on TERM; one KILLed leaves it), made here by hand.
+	live := filepath.Join(s.root, s.name, "current")
+	leftover := exec.CommandContext(t.Context(), "docker", "compose", "-p", s.name, "--project-directory", live,
+		"-f", filepath.Join(live, "compose.yaml"), "--env-file", filepath.Join(live, ".env"),
+		"run", "-d", "-e", "MIGRATE_SLEEP=1h", "migrate")
+	if out, err := leftover.CombinedOutput(); err != nil {
+		t.Fatalf("start a leftover migration: %v\n%s", err, out)
+	}
+	if n := len(s.oneOffs("migrate")); n < 1 {
+		t.Fatal("no migration container before the next deploy, want the leftover")
+	}
+
+	// The next deploy's migration is the only one running when it prints.
+	others := -1
+	counting := hooks{output: func(text string) {
+		if others < 0 && strings.Contains(text, "applying migrations") {
+			others = len(s.oneOffs("migrate")) - 1
+		}
+	}}
+	out, err := s.deployHooked(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v3"), counting)
+	if err != nil {
+		t.Fatalf("deploy after the freeze: %v", err)
+	}
+	if others != 0 {
+		t.Errorf("%d other migration container(s) ran beside the new deploy's", others)
+	}
+	if got := s.answers(); got != "v3" {
+		t.Errorf("api answers %q, want v3", got)
+	}
+	if got := s.statuses(); got != "superseded interrupted live" {
+		t.Errorf("releases: %s, want superseded interrupted live", got)
+	}
+	if !regexp.MustCompile(`removed [1-9][0-9]* migration container\(s\) left by an interrupted deploy`).MatchString(out) {
+		t.Errorf("the next deploy did not say it removed the leftover migration")
+	}
+	if left := s.oneOffs("migrate"); len(left) != 0 {
+		t.Errorf("migration containers left after the deploy: %v", left)
+	}
+}
+
+// freezable is a connection that can be frozen: from then on nothing goes
+// through either way, as when a network drops packets.
+type freezable struct {
+	net.Conn
+	frozen atomic.Bool
+}
+
+func (c *freezable) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.frozen.Load() {
+			return n, err
+		}
+	}
+}
+
+func (c *freezable) Write(p []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Close sends nothing once frozen (no FIN reaches the host): the socket
+// is closed at the end of the test.
+func (c *freezable) Close() error {
+	if c.frozen.Load() {
+		return nil
+	}
+	return c.Conn.Close()
 }
 
 // TestLockLostStopsTheDeploy kills the process that holds the deploy lock
