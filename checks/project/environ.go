@@ -32,11 +32,14 @@ func internal(name string, action bool) bool {
 
 // ShellEnviron is the environment of a project on the command line:
 // Compose's convention of the shell's environment, less the deployer's
-// own variables.
+// own variables, and less the runner's internals when the command line
+// runs in a GitHub Actions step (GITHUB_ACTIONS=true), as the Action
+// withholds them.
 func ShellEnviron() []string {
+	action := os.Getenv("GITHUB_ACTIONS") == "true"
 	var env []string
 	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); !internal(name, false) {
+		if name, _, _ := strings.Cut(kv, "="); !internal(name, action) {
 			env = append(env, kv)
 		}
 	}
