@@ -223,7 +223,7 @@ func (b *Builder) build(ctx context.Context, req Request, o Options) (Result, er
 	}
 	from = skipMissingLocal(from, func(msg string) { note(o.Progress, msg) })
 
-	ctxFS, err := fsutil.NewFS(req.Context)
+	ctxFS, err := contextFS(req.Context)
 	if err != nil {
 		return Result{}, fmt.Errorf("build context %s: %w", req.Context, err)
 	}
@@ -478,4 +478,16 @@ func quoteList(ids []string) string {
 		q[i] = fmt.Sprintf("%q", id)
 	}
 	return strings.Join(q, ", ")
+}
+
+// contextFS is a build context as BuildKit reads it, without .git: a
+// checkout's .git/config may hold the workflow's token
+// (actions/checkout's persist-credentials), and a Dockerfile from a pull
+// request must not reach it, whatever .dockerignore says.
+func contextFS(dir string) (fsutil.FS, error) {
+	fs, err := fsutil.NewFS(dir)
+	if err != nil {
+		return nil, err
+	}
+	return fsutil.NewFilterFS(fs, &fsutil.FilterOpt{ExcludePatterns: []string{".git"}})
 }

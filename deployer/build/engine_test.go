@@ -345,3 +345,19 @@ func TestProgressModes(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineContextLeavesOutGit: a Dockerfile cannot reach the
+// checkout's .git (its config may hold the workflow's token), though
+// .dockerignore does not name it.
+func TestEngineContextLeavesOutGit(t *testing.T) {
+	b, _ := engineBuilder(t)
+	dir := buildContext(t, map[string]string{
+		"Dockerfile":  "FROM scratch\nCOPY .git/config /config\n",
+		".git/config": "[http]\n\textraheader = AUTHORIZATION: basic c2VudGluZWw=\n",
+	})
+	var out bytes.Buffer
+	_, err := b.Build(t.Context(), Request{Service: "api", Context: dir, Dockerfile: "Dockerfile", Tag: testTag(t)}, plain(&out))
+	if err == nil || !strings.Contains(err.Error(), ".git/config") {
+		t.Fatalf("build copying .git/config = %v, want it not found\n%s", err, out.String())
+	}
+}
