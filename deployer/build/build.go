@@ -227,7 +227,7 @@ func (b *Builder) build(ctx context.Context, req Request, o Options) (Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("build context %s: %w", req.Context, err)
 	}
-	dfFS, err := fsutil.NewFS(filepath.Dir(df.path))
+	dfFS, err := dockerfileFS(df.path)
 	if err != nil {
 		return Result{}, fmt.Errorf("dockerfile %s: %w", df.path, err)
 	}
@@ -480,14 +480,27 @@ func quoteList(ids []string) string {
 	return strings.Join(q, ", ")
 }
 
-// contextFS is a build context as BuildKit reads it, without .git: a
+// contextFS is a build context as BuildKit reads it, without any .git: a
 // checkout's .git/config may hold the workflow's token
-// (actions/checkout's persist-credentials), and a Dockerfile from a pull
-// request must not reach it, whatever .dockerignore says.
+// (actions/checkout's persist-credentials; a second checkout under a
+// subdirectory may hold another), and a Dockerfile from a pull request
+// must not reach it, whatever .dockerignore says.
 func contextFS(dir string) (fsutil.FS, error) {
 	fs, err := fsutil.NewFS(dir)
 	if err != nil {
 		return nil, err
 	}
-	return fsutil.NewFilterFS(fs, &fsutil.FilterOpt{ExcludePatterns: []string{".git"}})
+	return fsutil.NewFilterFS(fs, &fsutil.FilterOpt{ExcludePatterns: []string{".git", "**/.git"}})
+}
+
+// dockerfileFS is the Dockerfile's directory as BuildKit reads it: only the
+// Dockerfile and its own .dockerignore, since a frontend the Dockerfile
+// names (# syntax=) may ask this mount for any file.
+func dockerfileFS(path string) (fsutil.FS, error) {
+	fs, err := fsutil.NewFS(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	name := filepath.Base(path)
+	return fsutil.NewFilterFS(fs, &fsutil.FilterOpt{IncludePatterns: []string{name, name + ".dockerignore"}})
 }

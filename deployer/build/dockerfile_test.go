@@ -1,9 +1,10 @@
 package build
 
 import (
-	"github.com/semalink/deploy-action/internal/costtest"
 	"strings"
 	"testing"
+
+	"github.com/semalink/deploy-action/internal/costtest"
 )
 
 // FuzzDockerfile: the builder's own reading of a Dockerfile (stages and

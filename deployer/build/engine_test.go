@@ -346,18 +346,28 @@ func TestProgressModes(t *testing.T) {
 	}
 }
 
-// TestEngineContextLeavesOutGit: a Dockerfile cannot reach the
-// checkout's .git (its config may hold the workflow's token), though
-// .dockerignore does not name it.
+// TestEngineContextLeavesOutGit: a Dockerfile cannot reach a checkout's
+// .git (its config may hold the workflow's token), at the top of the
+// context or below, though .dockerignore does not name it; the rest of
+// the context is there.
 func TestEngineContextLeavesOutGit(t *testing.T) {
 	b, _ := engineBuilder(t)
-	dir := buildContext(t, map[string]string{
-		"Dockerfile":  "FROM scratch\nCOPY .git/config /config\n",
-		".git/config": "[http]\n\textraheader = AUTHORIZATION: basic c2VudGluZWw=\n",
-	})
-	var out bytes.Buffer
-	_, err := b.Build(t.Context(), Request{Service: "api", Context: dir, Dockerfile: "Dockerfile", Tag: testTag(t)}, plain(&out))
-	if err == nil || !strings.Contains(err.Error(), ".git/config") {
-		t.Fatalf("build copying .git/config = %v, want it not found\n%s", err, out.String())
+	token := "[http]\n\textraheader = AUTHORIZATION: basic c2VudGluZWw=\n"
+	for name, file := range map[string]string{"top": ".git/config", "nested": "tools/.git/config"} {
+		t.Run(name, func(t *testing.T) {
+			dir := buildContext(t, map[string]string{
+				"Dockerfile":        "FROM scratch\nCOPY stamp /stamp\nCOPY " + file + " /config\n",
+				".git/config":       token,
+				"tools/.git/config": token,
+			})
+			var out bytes.Buffer
+			_, err := b.Build(t.Context(), Request{Service: "api", Context: dir, Dockerfile: "Dockerfile", Tag: testTag(t)}, plain(&out))
+			if err == nil || !strings.Contains(err.Error(), file) {
+				t.Fatalf("build copying %s = %v, want it not found\n%s", file, err, out.String())
+			}
+			if strings.Contains(err.Error(), "stamp") {
+				t.Errorf("the rest of the context is missing too: %v", err)
+			}
+		})
 	}
 }
