@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -315,6 +316,13 @@ func (t *target) lock(ctx context.Context) (context.Context, func(), error) {
 	if err := t.markInterrupted(ctx); err != nil {
 		rep.Warnf("%v", err)
 	}
+	// A migration that an interrupted deploy ran may still run: the lock
+	// is ours, so it is nobody's.
+	if n, err := t.removeOneOffs(ctx); err != nil {
+		rep.Warnf("%v", err)
+	} else if n > 0 {
+		rep.Printf("removed %d migration container(s) left by an interrupted deploy", n)
+	}
 	return ctx, func() {
 		close(unlocking)
 		cancel(nil)
@@ -330,6 +338,9 @@ func hostname() string {
 }
 
 func describeHolder(b []byte) string {
+	if bytes.Equal(b, remote.EndingHolder) {
+		return string(b)
+	}
 	var m map[string]any
 	if json.Unmarshal(b, &m) != nil || len(m) == 0 {
 		return "unknown holder"
@@ -412,15 +423,10 @@ func (t *target) writeRelease(ctx context.Context, rel *Release) error {
 // migrate runs the migration service once with the new images. Its output
 // streams to the reporter; a failure or a timeout is the gate closing.
 //
-// A migration container outlives the compose command that runs it: one
-// left by an interrupted deploy is removed first (the lock is ours, so it
-// is nobody's), and one this deploy gave up on is removed on the way out.
+// A migration container outlives the compose command that runs it when
+// that is killed: one this deploy gave up on is removed on the way out
+// (one of an interrupted deploy, when the session starts).
 func (t *target) migrate(ctx context.Context, rel *Release) error {
-	if n, err := t.removeOneOffs(ctx, t.plan.Migrate); err != nil {
-		return err
-	} else if n > 0 {
-		t.rep.Printf("removed %d migration container(s) left by an interrupted deploy", n)
-	}
 	ctx, cancel := context.WithTimeout(ctx, t.plan.MigrateTimeout)
 	defer cancel()
 	out := t.rep.Output()
@@ -428,7 +434,7 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 	if ctx.Err() != nil && lockLost(ctx) == nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
 		defer cancel()
-		if _, err := t.removeOneOffs(cleanup, t.plan.Migrate); err != nil {
+		if _, err := t.removeOneOffs(cleanup); err != nil {
 			t.rep.Printf("warning: %v", err)
 		}
 	}
@@ -441,22 +447,22 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 	return nil
 }
 
-// removeOneOffs removes the project's one-off containers of service
-// (those of compose run), running or not, and says how many there were.
-func (t *target) removeOneOffs(ctx context.Context, service string) (int, error) {
+// removeOneOffs removes the project's one-off containers that a deploy
+// ran (compose.RunLabel), running or not, and says how many there were.
+// Those someone ran by hand are left alone.
+func (t *target) removeOneOffs(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
 	defer cancel()
 	list, err := t.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", "com.docker.compose.project="+t.plan.Name),
-		filters.Arg("label", "com.docker.compose.service="+service),
-		filters.Arg("label", "com.docker.compose.oneoff=True"),
+		filters.Arg("label", compose.RunLabel),
 	)})
 	if err != nil {
-		return 0, fmt.Errorf("list the one-off containers of %s: %w", service, err)
+		return 0, fmt.Errorf("list the deploy's one-off containers: %w", err)
 	}
 	for _, c := range list {
 		if err := t.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return 0, fmt.Errorf("remove the %s container %s left by an interrupted deploy: %w", service, c.ID[:12], err)
+			return 0, fmt.Errorf("remove the one-off container %s of %s: %w", c.ID[:12], c.Labels["com.docker.compose.service"], err)
 		}
 	}
 	return len(list), nil
@@ -592,7 +598,8 @@ func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause 
 	// The deploy's own context may be what failed (a Ctrl-C); the
 	// rollback still needs to happen.
 	lost := lockLost(ctx)
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upTimeout+t.plan.HealthTimeout+2*hostStepTimeout)
+	defer cancel()
 	switch {
 	case lost != nil:
 		// Not ours to change any more: another deploy may be at work.

@@ -49,8 +49,11 @@ func (c CLI) Up(ctx context.Context, services ...string) error {
 //
 // Compose starts the service's dependencies first, recreating any whose
 // configuration changed, and runs a service that is in a profile.
+//
+// The container carries the label RunLabel, which tells it from a one-off
+// container someone started by hand.
 func (c CLI) RunOnce(ctx context.Context, service string, stdout, stderr io.Writer) error {
-	args := []string{"run", "--rm", "-T"}
+	args := []string{"run", "--rm", "-T", "--label", RunLabel + "=1"}
 	if !c.v1() {
 		args = append(args, "--pull", "never")
 	}
@@ -140,6 +143,9 @@ func (c CLI) run(ctx context.Context, what string, args []string, stdout, stderr
 }
 
 var v2Command = []string{"docker", "compose"}
+
+// RunLabel marks the containers of RunOnce.
+const RunLabel = "io.semalink.deployer.run"
 
 // stderrLines is how much of a failed command's stderr an Error keeps.
 const stderrLines = 10
