@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/semalink/deploy-action/internal/costtest"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/semalink/deploy-action/deployer/remote/remotetest"
+	"github.com/semalink/deploy-action/internal/costtest"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -488,7 +488,7 @@ func TestKeepAlive(t *testing.T) {
 	token := fmt.Sprintf("600.%09d", rand.Int32N(1e9))
 	go func() { ran <- c.Run(t.Context(), Cmd{Args: sh(`echo up; exec sleep "$1"`, token), Stdout: sleeping}) }()
 	sleeping.wait(t)
-	// The host never hears of the frozen connection: end its command.
+	// Should the host fail to end its command, the test does.
 	t.Cleanup(func() {
 		for _, pid := range running(token) {
 			syscall.Kill(pid, syscall.SIGKILL)
@@ -534,8 +534,11 @@ func TestCommandsEndBeforeTheNextHolder(t *testing.T) {
 	up := newSignal("up")
 	command := fmt.Sprintf("command-%09d", rand.Int32N(1e9))
 	lingering := fmt.Sprintf("lingering-%09d", rand.Int32N(1e9))
-	script := `setsid sh -c 'until [ -e "$1" ]; do sleep 0.05; done' sh "$1" "$3" &
+	// "up" once the lingering process runs, so that the cut cannot come
+	// before it has left the group.
+	script := `setsid sh -c ': >"$2"; until [ -e "$1" ]; do sleep 0.05; done' sh "$1" "$1.started" "$3" &
 sleep 600 &
+until [ -e "$1.started" ]; do sleep 0.05; done
 echo up
 wait`
 	go func() { ran <- a.Run(t.Context(), Cmd{Args: sh(script, exit, command, lingering), Stdout: up}) }()
@@ -567,6 +570,11 @@ wait`
 		return false
 	}
 	if !waitUntil(t.Context(), waiting) {
+		select {
+		case err := <-got:
+			t.Fatalf("the next holder never waited on the run file: Lock = %v", err)
+		default:
+		}
 		t.Fatal("the next holder never waited on the run file")
 	}
 	if len(running(lingering)) == 0 {
@@ -639,10 +647,12 @@ func TestLockShared(t *testing.T) {
 	// The file is the SSH user's, as it is on a host where the server and
 	// the deploys over SSH run as one user.
 	file := filepath.Join(remotetest.TempDir(t, env.User), "deploy.lock")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{file, file + ".run"} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		remotetest.Chown(t, f, env.User)
 	}
-	remotetest.Chown(t, file, env.User)
 	for _, pair := range []struct {
 		name         string
 		first, other Host

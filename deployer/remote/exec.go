@@ -68,8 +68,10 @@ exit "$rc"`
 	// watchScript: $1 the group, $2 the shell that waits for the command.
 	// Once stdin ends it sends TERM to the group, waits up to 10 s for the
 	// shell (which waits for the command), then KILLs what is left. It has
-	// its own command line, so that it is not taken for the command.
-	watchScript = `trap "" TERM; cat; kill -s TERM -- "-$1"; i=0; while kill -0 "$2" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- "-$1"`
+	// its own command line, so that it is not taken for the command. The
+	// shell's TERM trap leaves it running: it ends when the session's
+	// stdin does, which the client closes with the session.
+	watchScript = `trap "" TERM; cat; kill -s TERM -- "-$1"; end=$(($(date +%s) + 10)); while kill -0 "$2" && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done; kill -s KILL -- "-$1"`
 	killScript  = `kill -s "$1" -- "-$2"`
 )
 

@@ -107,6 +107,10 @@ type LockedError struct {
 	Waited time.Duration
 }
 
+// EndingHolder is the holder reported while the lock is free but the
+// commands of its last holder are still ending (see execScript).
+var EndingHolder = []byte("the commands of the deploy before, still ending")
+
 func (e *LockedError) Error() string {
 	who := "someone whose holder is unknown"
 	if h := bytes.TrimSpace(e.Holder); len(h) > 0 {

@@ -245,31 +245,29 @@ func lockFile(ctx context.Context, path string, holder []byte, wait time.Duratio
 		return nil, pathless(err)
 	}
 	start := time.Now()
-	for tries := 0; ; tries++ {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
+	current := func() []byte { h, _ := readFile(ctx, path); return h }
+	if err := flockWait(ctx, f, start, wait, current, waiting); err != nil {
+		f.Close()
+		if le, ok := errors.AsType[*LockedError](err); ok {
+			le.Path = path
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("flock: %w", err)
+		return nil, err
+	}
+	// The commands of an SSH deploy that held the lock before may still be
+	// ending: they hold the run file shared until they have (execScript).
+	run, err := os.OpenFile(path+".run", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.Close()
+		return nil, pathless(err)
+	}
+	err = flockWait(ctx, run, start, wait, func() []byte { return EndingHolder }, waiting)
+	run.Close()
+	if err != nil {
+		f.Close()
+		if le, ok := errors.AsType[*LockedError](err); ok {
+			le.Path = path
 		}
-		if tries == 0 && waiting != nil {
-			h, _ := readFile(ctx, path)
-			waiting(h)
-		}
-		waited := time.Since(start)
-		if waited >= wait {
-			f.Close()
-			h, _ := readFile(ctx, path)
-			return nil, &LockedError{Path: path, Holder: h, Waited: waited}
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(min(wait-waited, lockPoll)):
-		}
+		return nil, err
 	}
 	if err := f.Truncate(0); err != nil {
 		f.Close()
@@ -280,6 +278,32 @@ func lockFile(ctx context.Context, path string, holder []byte, wait time.Duratio
 		return nil, pathless(err)
 	}
 	return &localLock{f: f}, nil
+}
+
+// flockWait takes an exclusive flock on f, trying until wait has passed
+// since start; when it has to wait, it tells waiting (if any) who holds it.
+func flockWait(ctx context.Context, f *os.File, start time.Time, wait time.Duration, holder func() []byte, waiting func([]byte)) error {
+	for tries := 0; ; tries++ {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("flock: %w", err)
+		}
+		if tries == 0 && waiting != nil {
+			waiting(holder())
+		}
+		waited := time.Since(start)
+		if waited >= wait {
+			return &LockedError{Holder: holder(), Waited: waited}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(wait-waited, lockPoll)):
+		}
+	}
 }
 
 type localLock struct{ f *os.File }

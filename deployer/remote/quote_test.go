@@ -1,12 +1,13 @@
 package remote
 
 import (
-	"github.com/semalink/deploy-action/internal/costtest"
 	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/semalink/deploy-action/internal/costtest"
 )
 
 func TestQuote(t *testing.T) {

@@ -28,9 +28,11 @@ func sh(script string, args ...string) []string {
 	return append([]string{"sh", "-c", script, "sh"}, args...)
 }
 
-// writeScript: $1 directory, $2 path, $3 base name, $4 octal mode; the data
-// on stdin. The temporary file is created 0600 by mktemp, then given its
-// mode, then filled.
+// writeScript: $1 directory, $2 path, $3 base name, $4 octal mode, $5 the
+// data's length; the data on stdin. The temporary file is created 0600 by
+// mktemp, then given its mode, then filled; one shorter than $5 (its
+// client went away mid-write, which cat takes for the end) is not renamed
+// into place.
 const writeScript = `set -e
 umask 077
 mkdir -p -- "$1"
@@ -39,6 +41,7 @@ trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 143' HUP INT TERM PIPE
 chmod "$4" -- "$tmp"
 cat >"$tmp"
+[ "$(wc -c <"$tmp")" -eq "$5" ] || { echo "short write: $(wc -c <"$tmp") of $5 bytes" >&2; exit 1; }
 sync -- "$tmp" 2>/dev/null || sync
 mv -f -- "$tmp" "$2"
 tmp=
@@ -50,7 +53,7 @@ func (c *Client) writeFile(ctx context.Context, p string, data []byte, perm fs.F
 	}
 	mode := strconv.FormatUint(uint64(perm.Perm()), 8)
 	return c.run(ctx, Cmd{
-		Args:  sh(writeScript, path.Dir(p), p, path.Base(p), mode),
+		Args:  sh(writeScript, path.Dir(p), p, path.Base(p), mode, strconv.Itoa(len(data))),
 		Stdin: bytes.NewReader(data),
 	})
 }
@@ -88,6 +91,8 @@ func (c *Client) readFile(ctx context.Context, p string) ([]byte, error) {
 // Before "held" it takes the run file ($2.run) exclusively and lets it go:
 // the commands of the previous holder hold it shared until they have ended
 // (execScript), which those of a client that went away do within seconds.
+// It prints "ending" when it has to wait for them. The client bounds the
+// two waits together by the one wait asked for.
 const lockScript = groupLine + `command -v flock >/dev/null 2>&1 || exit 69
 umask 077
 mkdir -p -- "$1" || exit 1
@@ -104,10 +109,13 @@ flock -n -E 75 9 || {
 	}
 }
 exec 8>>"$2.run" || exit 1
-flock -w "$3" -E 75 8 || {
-	rc=$?
-	[ "$rc" -eq 75 ] && echo timeout
-	exit "$rc"
+flock -n 8 || {
+	echo ending
+	flock -w "$3" -E 75 8 || {
+		rc=$?
+		[ "$rc" -eq 75 ] && echo timeout
+		exit "$rc"
+	}
 }
 exec 8>&-
 printf '%s' "$4" >"$2"
@@ -177,18 +185,33 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 		}
 	}()
 
-	var timedOut []byte // the holder when the script gave up
+	var holderSeen []byte // the holder last reported
+	// The script bounds each of its two waits; this bounds them together,
+	// from the moment the script runs (the login shell may take a while),
+	// with a second for the script's own answer.
+	var overall <-chan time.Time
+	started := group.known
 	for ended := false; !ended; {
 		select {
+		case <-started:
+			started, overall = nil, time.After(max(wait, 0)+time.Second)
 		case line, ok := <-lines:
 			word, hexHolder, _ := strings.Cut(line, " ")
 			switch {
 			case !ok:
 				ended = true
-			case word == "busy" && waiting != nil:
-				waiting(unhex(hexHolder))
-			case word == "timeout":
-				timedOut = unhex(hexHolder)
+			case word == "busy":
+				holderSeen = unhex(hexHolder)
+				if waiting != nil {
+					waiting(holderSeen)
+				}
+			case word == "ending":
+				holderSeen = EndingHolder
+				if waiting != nil {
+					waiting(holderSeen)
+				}
+			case word == "timeout" && hexHolder != "":
+				holderSeen = unhex(hexHolder)
 			case word == "held":
 				keep = true
 				c.mu.Lock()
@@ -201,6 +224,9 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 			// behind the caller's back.
 			c.stop(s, done, group)
 			return nil, ctx.Err()
+		case <-overall:
+			c.stop(s, done, group)
+			return nil, &LockedError{Path: p, Holder: holderSeen, Waited: time.Since(start)}
 		case <-c.done:
 			return nil, c.lost()
 		}
@@ -215,7 +241,7 @@ func (c *Client) lock(ctx context.Context, p string, holder []byte, wait time.Du
 	exit, ok := errors.AsType[*ssh.ExitError](err)
 	switch {
 	case ok && exit.ExitStatus() == codeBusy:
-		return nil, &LockedError{Path: p, Holder: timedOut, Waited: time.Since(start)}
+		return nil, &LockedError{Path: p, Holder: holderSeen, Waited: time.Since(start)}
 	case ok && exit.ExitStatus() == codeNoFlock:
 		return nil, errors.New("the host has no flock command: install util-linux (apt-get install util-linux)")
 	case ok:
@@ -285,6 +311,11 @@ func (l *sshLock) Lost() <-chan struct{} {
 		select {
 		case <-l.ended:
 			if l.c.why(nil) == nil {
+				// Commands from now on must not hold the run file
+				// against the next holder.
+				l.c.mu.Lock()
+				l.c.held = ""
+				l.c.mu.Unlock()
 				close(lost)
 			}
 		case <-l.c.done:
