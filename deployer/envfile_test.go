@@ -1,10 +1,11 @@
 package deployer
 
 import (
-	"github.com/semalink/deploy-action/internal/costtest"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/semalink/deploy-action/internal/costtest"
 )
 
 func TestEnvFileRoundTrip(t *testing.T) {

@@ -2,7 +2,6 @@ package project_test
 
 import (
 	"bytes"
-	"github.com/semalink/deploy-action/internal/costtest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/checks/project"
+	"github.com/semalink/deploy-action/internal/costtest"
 )
 
 // seedFiles adds to the corpus every file under the test data of this

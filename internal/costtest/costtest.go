@@ -8,18 +8,20 @@
 package costtest
 
 import (
-	"runtime"
+	"runtime/metrics"
 	"testing"
 )
 
-// Allocated runs f and returns the bytes it allocated. Nothing else
-// should run meanwhile (a fuzz target's body is alone in its process).
+// Allocated runs f and returns the bytes the process allocated meanwhile
+// (read without stopping the world), which is f's when nothing else runs
+// (a fuzz target's body is alone in its process).
 func Allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	before := sample[0].Value.Uint64()
 	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
+	metrics.Read(sample)
+	return sample[0].Value.Uint64() - before
 }
 
 // Linear fails t when f allocates more than perByte bytes for each byte of
