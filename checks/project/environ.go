@@ -22,7 +22,7 @@ func internal(name string, action bool) bool {
 	if !action {
 		return false
 	}
-	for _, prefix := range []string{"INPUT_", "ACTIONS_", "RUNNER_", "GITHUB_TOKEN", "STATE_"} {
+	for _, prefix := range []string{"INPUT_", "ACTIONS_", "RUNNER_", "GITHUB_TOKEN", "GH_TOKEN", "STATE_"} {
 		if strings.HasPrefix(name, prefix) {
 			return true
 		}

@@ -19,7 +19,7 @@ func names(env []string) []string {
 }
 
 func TestShellEnviron(t *testing.T) {
-	for _, kv := range []string{"APP_TAG=v1", "DEPLOYER_SSH_PASSPHRASE=s", "INPUT_SSH-PRIVATE-KEY=k", "ACTIONS_RUNTIME_TOKEN=r", "GITHUB_TOKEN=g", "GITHUB_SHA=abc"} {
+	for _, kv := range []string{"APP_TAG=v1", "DEPLOYER_SSH_PASSPHRASE=s", "INPUT_SSH-PRIVATE-KEY=k", "ACTIONS_RUNTIME_TOKEN=r", "GITHUB_TOKEN=g", "GH_TOKEN=h", "GITHUB_SHA=abc"} {
 		name, value, _ := strings.Cut(kv, "=")
 		t.Setenv(name, value)
 	}
@@ -28,7 +28,7 @@ func TestShellEnviron(t *testing.T) {
 		kept, withheld []string
 	}{
 		{"", []string{"APP_TAG", "INPUT_SSH-PRIVATE-KEY", "GITHUB_TOKEN", "GITHUB_SHA"}, []string{"DEPLOYER_SSH_PASSPHRASE"}},
-		{"true", []string{"APP_TAG", "GITHUB_SHA"}, []string{"DEPLOYER_SSH_PASSPHRASE", "INPUT_SSH-PRIVATE-KEY", "ACTIONS_RUNTIME_TOKEN", "GITHUB_TOKEN"}},
+		{"true", []string{"APP_TAG", "GITHUB_SHA"}, []string{"DEPLOYER_SSH_PASSPHRASE", "INPUT_SSH-PRIVATE-KEY", "ACTIONS_RUNTIME_TOKEN", "GITHUB_TOKEN", "GH_TOKEN"}},
 	} {
 		t.Setenv("GITHUB_ACTIONS", tc.actions)
 		got := names(project.ShellEnviron())
