@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -460,28 +459,13 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 
 	// Cut the connection while the migration runs on the host: the
 	// release is uploaded and pending, the lock held.
+	network := remotetest.NewNetwork(t)
 	cut := host
-	var mu sync.Mutex
-	var conns []net.Conn
-	cut.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-		return c, err
-	}
+	cut.Dial = network.Dial
 	var once sync.Once
 	cutting := hooks{output: func(text string) {
 		if strings.Contains(text, "applying migrations") {
-			once.Do(func() {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, c := range conns {
-					c.Close()
-				}
-			})
+			once.Do(network.CutAll)
 		}
 	}}
 	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{cut}, "RELEASE=v2", "MIGRATE_SLEEP=3s"), cutting)
@@ -519,32 +503,14 @@ func TestFrozenConnectionMidMigration(t *testing.T) {
 		t.Fatalf("first deploy: %v", err)
 	}
 
+	network := remotetest.NewNetwork(t)
 	frozen := host
 	frozen.KeepAlive = time.Second
-	var mu sync.Mutex
-	var conns []*freezable
-	frozen.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		f := &freezable{Conn: c}
-		t.Cleanup(func() { c.Close() })
-		mu.Lock()
-		conns = append(conns, f)
-		mu.Unlock()
-		return f, nil
-	}
+	frozen.Dial = network.Dial
 	var once sync.Once
 	freezing := hooks{output: func(text string) {
 		if strings.Contains(text, "applying migrations") {
-			once.Do(func() {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, c := range conns {
-					c.frozen.Store(true)
-				}
-			})
+			once.Do(network.FreezeAll)
 		}
 	}}
 	_, err := s.deployHooked(t.Context(), s.plan([]remote.Config{frozen}, "RELEASE=v2", "MIGRATE_SLEEP=1h"), freezing)
@@ -597,38 +563,6 @@ func TestFrozenConnectionMidMigration(t *testing.T) {
 	if left := s.oneOffs("migrate"); len(left) != 1 || !strings.Contains(left[0], s.name+"-by-hand") {
 		t.Errorf("migration containers after the deploy: %v, want only the one run by hand", left)
 	}
-}
-
-// freezable is a connection that can be frozen: from then on nothing goes
-// through either way, as when a network drops packets.
-type freezable struct {
-	net.Conn
-	frozen atomic.Bool
-}
-
-func (c *freezable) Read(p []byte) (int, error) {
-	for {
-		n, err := c.Conn.Read(p)
-		if err != nil || !c.frozen.Load() {
-			return n, err
-		}
-	}
-}
-
-func (c *freezable) Write(p []byte) (int, error) {
-	if c.frozen.Load() {
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
-}
-
-// Close sends nothing once frozen (no FIN reaches the host): the socket
-// is closed at the end of the test.
-func (c *freezable) Close() error {
-	if c.frozen.Load() {
-		return nil
-	}
-	return c.Conn.Close()
 }
 
 // TestLockLostStopsTheDeploy kills the process that holds the deploy lock

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -361,60 +360,13 @@ func TestHostPort(t *testing.T) {
 	}
 }
 
-// cutter dials real connections and can cut them or freeze them.
-type cutter struct {
-	mu    sync.Mutex
-	conns []*cuttable
-}
-
-func (c *cutter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	cc := &cuttable{Conn: conn}
-	c.mu.Lock()
-	c.conns = append(c.conns, cc)
-	c.mu.Unlock()
-	return cc, nil
-}
-
-func (c *cutter) last() *cuttable {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conns[len(c.conns)-1]
-}
-
-// cuttable is a connection that can be frozen: from then on nothing goes
-// through either way, as when a network drops packets.
-type cuttable struct {
-	net.Conn
-	frozen atomic.Bool
-}
-
-func (c *cuttable) Read(p []byte) (int, error) {
-	for {
-		n, err := c.Conn.Read(p)
-		if err != nil || !c.frozen.Load() {
-			return n, err
-		}
-	}
-}
-
-func (c *cuttable) Write(p []byte) (int, error) {
-	if c.frozen.Load() {
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
-}
-
 // TestConnectionCut closes the TCP connection under a client holding a lock
 // and running commands: the commands fail, and the host releases the lock.
 func TestConnectionCut(t *testing.T) {
 	env := sshEnv(t)
-	var cut cutter
+	cut := remotetest.NewNetwork(t)
 	cfg := env.config()
-	cfg.Dial = cut.dial
+	cfg.Dial = cut.Dial
 	a := dialTest(t, cfg)
 	file := filepath.Join(remotetest.TempDir(t, env.User), "deploy.lock")
 	lock, err := a.Lock(t.Context(), file, []byte(`{"by":"a"}`), 0, nil)
@@ -436,7 +388,7 @@ func TestConnectionCut(t *testing.T) {
 	echoed.wait(t)
 
 	cutAt := time.Now()
-	cut.last().Close()
+	cut.Last().Close()
 	for range 2 {
 		var err error
 		select {
@@ -473,9 +425,9 @@ func TestConnectionCut(t *testing.T) {
 // keepalive notices, and commands on it fail instead of hanging.
 func TestKeepAlive(t *testing.T) {
 	env := sshEnv(t)
-	var cut cutter
+	cut := remotetest.NewNetwork(t)
 	cfg := env.config()
-	cfg.Dial, cfg.KeepAlive = cut.dial, time.Second
+	cfg.Dial, cfg.KeepAlive = cut.Dial, time.Second
 	c := dialTest(t, cfg)
 	// A command that lasts several keepalive rounds (timed by the host, not
 	// by the test): it succeeds, as the connection stays up while answers
@@ -495,7 +447,7 @@ func TestKeepAlive(t *testing.T) {
 		}
 	})
 	frozen := time.Now()
-	cut.last().frozen.Store(true)
+	cut.Last().Freeze()
 	select {
 	case err := <-ran:
 		if err == nil || !strings.Contains(err.Error(), "no answer to keepalive for") {
@@ -519,9 +471,9 @@ func TestKeepAlive(t *testing.T) {
 // word.
 func TestCommandsEndBeforeTheNextHolder(t *testing.T) {
 	env := sshEnv(t)
-	var cut cutter
+	cut := remotetest.NewNetwork(t)
 	cfg := env.config()
-	cfg.Dial = cut.dial
+	cfg.Dial = cut.Dial
 	a := dialTest(t, cfg)
 	dir := remotetest.TempDir(t, env.User)
 	file, exit := filepath.Join(dir, "deploy.lock"), filepath.Join(dir, "exit")
@@ -544,7 +496,7 @@ wait`
 	go func() { ran <- a.Run(t.Context(), Cmd{Args: sh(script, exit, command, lingering), Stdout: up}) }()
 	up.wait(t)
 	t.Cleanup(func() { os.WriteFile(exit, nil, 0o644) })
-	cut.last().Close()
+	cut.Last().Close()
 	<-ran
 	if !waitUntil(t.Context(), func() bool { return len(running(command)) == 0 }) {
 		t.Errorf("the command still runs after its connection went: %v", running(command))

@@ -9,14 +9,18 @@
 package remotetest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"net"
 	"os"
 	osuser "os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -182,4 +186,99 @@ func readEnvFile(file string, vars map[string]string) {
 			vars[k] = strings.Trim(v, `"'`)
 		}
 	}
+}
+
+// Network dials real connections that a test can cut (closed at once, as
+// when the deployer ends) or freeze (nothing goes through either way and
+// nothing is closed, as when a network drops packets). Its connections are
+// closed when the test ends.
+type Network struct {
+	mu    sync.Mutex
+	conns []*Conn
+}
+
+// NewNetwork returns a Network whose connections t's end closes.
+func NewNetwork(t testing.TB) *Network {
+	n := &Network{}
+	t.Cleanup(func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		for _, c := range n.conns {
+			c.Conn.Close()
+		}
+	})
+	return n
+}
+
+// Dial is a remote.Config's Dial.
+func (n *Network) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{Conn: conn}
+	n.mu.Lock()
+	n.conns = append(n.conns, c)
+	n.mu.Unlock()
+	return c, nil
+}
+
+// Last is the connection dialled last.
+func (n *Network) Last() *Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.conns[len(n.conns)-1]
+}
+
+// CutAll closes every connection dialled so far.
+func (n *Network) CutAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		c.Conn.Close()
+	}
+}
+
+// FreezeAll freezes every connection dialled so far.
+func (n *Network) FreezeAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		c.Freeze()
+	}
+}
+
+// Conn is a connection of a Network.
+type Conn struct {
+	net.Conn
+	frozen atomic.Bool
+}
+
+// Freeze lets nothing through from now on, either way; reads drop what
+// arrives, writes pretend to succeed, Close sends nothing.
+func (c *Conn) Freeze() { c.frozen.Store(true) }
+
+func (c *Conn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.frozen.Load() {
+			return n, err
+		}
+	}
+}
+
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Close closes the connection, unless it is frozen: then no FIN may reach
+// the other side, and the Network closes it when the test ends.
+func (c *Conn) Close() error {
+	if c.frozen.Load() {
+		return nil
+	}
+	return c.Conn.Close()
 }
