@@ -148,6 +148,9 @@ func (t *target) cli(id string) compose.CLI {
 }
 
 func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err error) {
+	if p.DryRun {
+		return dryRun(ctx, p, h, rep)
+	}
 	ctx, t, info, end, err := session(ctx, p, h, rep)
 	if err != nil {
 		return err
@@ -158,13 +161,8 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 			err = fmt.Errorf("%w (%v)", lost, err)
 		}
 	}()
-	// With the host's memory known, the limits can be checked against it.
-	if p.Checks.HostMemory == 0 && info.MemTotal > 0 {
-		opts := p.Checks
-		opts.HostMemory = info.MemTotal
-		if err := preflight(p, rep, opts); err != nil {
-			return err
-		}
+	if err := hostPreflight(p, rep, info); err != nil {
+		return err
 	}
 	// Named once the lock is ours: release IDs sort in the order the
 	// releases were deployed.
@@ -177,11 +175,6 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 	if err := t.checkDrift(ctx, prev); err != nil {
 		return err
 	}
-	if p.DryRun {
-		rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
-		return nil
-	}
-
 	rel := &Release{ID: id, Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 
@@ -227,6 +220,39 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 	err = t.commit(ctx, rel, prev)
 	done(err)
 	return err
+}
+
+// hostPreflight runs the checks again with the host's memory known, so
+// that the limits are checked against it.
+func hostPreflight(p *Plan, rep Reporter, info system.Info) error {
+	if p.Checks.HostMemory != 0 || info.MemTotal == 0 {
+		return nil
+	}
+	opts := p.Checks
+	opts.HostMemory = info.MemTotal
+	return preflight(p, rep, opts)
+}
+
+// dryRun inspects the host and checks what a deploy would, without the
+// lock: it writes nothing there, not even the project's directory.
+func dryRun(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
+	t, info, err := inspect(ctx, p, h, rep)
+	if err != nil {
+		return err
+	}
+	defer t.docker.Close()
+	if err := hostPreflight(p, rep, info); err != nil {
+		return err
+	}
+	prev, err := t.current(ctx)
+	if err != nil {
+		return err
+	}
+	if err := t.checkDrift(ctx, prev); err != nil {
+		return err
+	}
+	rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
+	return nil
 }
 
 // inspect connects the Engine API and compose on the host and reads the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -647,6 +648,9 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if rel := s.releases(); len(rel) != 0 {
 		t.Errorf("a dry run made releases: %v", rel)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, s.name)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a dry run made the project's directory on the host (%v)", err)
 	}
 }
 
