@@ -51,6 +51,10 @@ type Rule struct {
 	check    func(in *Input) []Finding
 }
 
+// Static tells whether Run applies the rule to a project; the others are
+// found elsewhere (loading the project, or on the host during a deploy).
+func (r *Rule) Static() bool { return r.check != nil }
+
 // DocURL is the rule's section in the documentation.
 func (r *Rule) DocURL() string {
 	return "https://github.com/semalink/deploy-action/blob/main/docs/checks.md#" + r.ID
