@@ -323,6 +323,9 @@ func TestDeployOverSSH(t *testing.T) {
 	// The release files hold the environment: owner only.
 	for _, f := range []string{"compose.yaml", ".env", "release.json"} {
 		files, _ := filepath.Glob(filepath.Join(s.root, s.name, "releases", "*", f))
+		if len(files) == 0 {
+			t.Errorf("no release holds a %s", f)
+		}
 		for _, file := range files {
 			if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
 				t.Errorf("%s: mode %v, want 0600 (%v)", file, st.Mode().Perm(), err)

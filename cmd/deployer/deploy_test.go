@@ -55,6 +55,8 @@ func TestActionDeployMasksTheKey(t *testing.T) {
 	t.Setenv("INPUT_HOSTS", "deploy@203.0.113.7")
 	t.Setenv("INPUT_SSH-PRIVATE-KEY", key)
 	t.Setenv("GITHUB_STEP_SUMMARY", filepath.Join(t.TempDir(), "summary"))
+	tmp := t.TempDir() // where the key file is written for the run
+	t.Setenv("TMPDIR", tmp)
 	// No known-hosts: the deploy refuses before connecting, after masking.
 	code, stdout, _ := run(t, "", "action")
 	if code != exitConfig {
@@ -63,7 +65,7 @@ func TestActionDeployMasksTheKey(t *testing.T) {
 	if !strings.Contains(stdout, "::add-mask::b3BlbnNzaC1rZXktdjEAAAAA") {
 		t.Errorf("the key's lines were not masked:\n%s", stdout)
 	}
-	if _, err := os.Stat(filepath.Join(os.TempDir(), "key")); err == nil {
-		t.Errorf("a key file was left behind")
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("the run left %v behind (%v), want its key file removed", left, err)
 	}
 }
