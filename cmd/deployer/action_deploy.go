@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -94,12 +93,7 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 		msg := deployer.Redact(err.Error(), plan.Secrets)
 		gha.Errorf("%s", msg)
 		summary = "### deployer deploy\n\nThe deploy of " + plan.Name + " failed:\n\n```\n" + msg + "\n```\n"
-		code := exitFailed
-		var cf *deployer.CheckFailed
-		if errors.As(err, &cf) {
-			code = exitFindings
-		}
-		err = &exitError{code: code}
+		err = &exitError{code: deployer.ExitCode(err)}
 	}
 	gha.AddStepSummary(summary)
 	return err

@@ -1,18 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer"
-	"github.com/semalink/deploy-action/deployer/remote"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -36,94 +29,6 @@ func (c *connOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&c.local, "local", false, "use this machine's Docker Engine, without SSH")
 	f.StringVar(&c.root, "root", deployer.DefaultRoot, "directory of deployer's files on the host")
 	_ = f.MarkHidden("root")
-}
-
-// configs turns the flags into SSH configs. Where a project goes and
-// which host key vouches for a host are the operator's: x-deployer's
-// hosts, known-hosts and host-fingerprint (the Compose file may come from
-// a pull request) never choose them, and one that differs from the
-// operator's is an error rather than a silent choice.
-func (c *connOptions) configs(s project.Settings) ([]remote.Config, error) {
-	if err := agree(s, c); err != nil {
-		return nil, err
-	}
-	hosts, knownHosts, fingerprint := c.hosts, c.knownHosts, c.fingerprint
-	if c.local {
-		if len(c.hosts) > 0 {
-			return nil, errors.New("--local and --host exclude each other: pick one")
-		}
-		return nil, nil
-	}
-	if len(hosts) == 0 {
-		return nil, errors.New("no host: give --host USER@HOST (with --known-hosts or --host-fingerprint), or --local for this machine")
-	}
-	if knownHosts == "" && fingerprint == "" {
-		return nil, errors.New("the host key cannot be verified: give --known-hosts FILE (get it with ssh-keyscan HOST and compare the fingerprint with your provider's console) or --host-fingerprint SHA256:…")
-	}
-	var out []remote.Config
-	for _, h := range hosts {
-		user, addr := "root", h
-		if u, rest, ok := strings.Cut(h, "@"); ok {
-			user, addr = u, rest
-		}
-		out = append(out, remote.Config{
-			Addr: addr, User: user, KeyFile: c.sshKey, KnownHosts: knownHosts, Fingerprint: fingerprint,
-			Passphrase: passphrase,
-		})
-	}
-	return out, nil
-}
-
-// agree checks x-deployer's hosts and host keys against the operator's:
-// in the file they only state what the operator must also say.
-func agree(s project.Settings, c *connOptions) error {
-	conflict := func(key, file, flag, given string) error {
-		if given == "" {
-			return fmt.Errorf("x-deployer.%s in the Compose file says %s, but only %s chooses that (the file may come from a pull request): give %s, or remove it from the file", key, file, flag, flag)
-		}
-		return fmt.Errorf("x-deployer.%s in the Compose file says %s, but %s says %s: the two must agree; fix or remove the file's", key, file, flag, given)
-	}
-	if len(s.Hosts) > 0 && !slices.Equal(slices.Sorted(slices.Values(s.Hosts)), slices.Sorted(slices.Values(c.hosts))) {
-		return conflict("hosts", strings.Join(s.Hosts, ", "), "--host", strings.Join(c.hosts, ", "))
-	}
-	if s.HostFingerprint != "" && s.HostFingerprint != c.fingerprint {
-		return conflict("host-fingerprint", s.HostFingerprint, "--host-fingerprint", c.fingerprint)
-	}
-	if s.KnownHosts != "" && !sameFile(s.KnownHosts, c.knownHosts) {
-		return conflict("known-hosts", s.KnownHosts, "--known-hosts", c.knownHosts)
-	}
-	return nil
-}
-
-func sameFile(a, b string) bool {
-	if b == "" {
-		return false
-	}
-	fa, errA := os.Stat(a)
-	fb, errB := os.Stat(b)
-	return errA == nil && errB == nil && os.SameFile(fa, fb)
-}
-
-// builder is where images are built: the operator's --builder, else
-// x-deployer.builder when it says host or local. An address of a buildkitd
-// (which receives the build context and the build secrets) is the
-// operator's alone to give, and a plaintext tcp:// one needs
-// --insecure-builder.
-func (o deployOptions) builderFor(s project.Settings) (string, error) {
-	b := o.builder
-	switch {
-	case s.Builder == "" || s.Builder == o.builder:
-	case o.builder != "":
-		return "", fmt.Errorf("x-deployer.builder in the Compose file says %s, but --builder says %s: the two must agree; fix or remove the file's", s.Builder, o.builder)
-	case s.Builder == deployer.BuilderHost || s.Builder == deployer.BuilderLocal:
-		b = s.Builder
-	default:
-		return "", fmt.Errorf("x-deployer.builder in the Compose file names the builder %s, which would receive the build context and secrets: only --builder chooses a builder by address (the file may come from a pull request)", s.Builder)
-	}
-	if strings.HasPrefix(b, "tcp://") && !o.insecureBuilder {
-		return "", fmt.Errorf("builder %s is plaintext TCP: the build context and build secrets would cross the network unencrypted; reach it through unix:// or docker-container://, or give --insecure-builder if the network is yours alone", b)
-	}
-	return b, nil
 }
 
 // passphrase reads an encrypted key's passphrase from the environment, so
@@ -204,72 +109,44 @@ func runDeploy(cmd *cobra.Command, o deployOptions) error {
 	return deployFailed(deployer.Run(cmd.Context(), plan, &deployer.TextReporter{W: cmd.OutOrStdout()}), plan)
 }
 
-// deployFailed maps a pipeline error to its exit code, secrets redacted:
-// 1 when the preflight checks stopped it (nothing changed), 3 otherwise.
+// deployFailed maps a pipeline error to its exit code, secrets redacted.
 func deployFailed(err error, plan *deployer.Plan) error {
 	if err == nil {
 		return nil
 	}
-	code := exitFailed
-	var cf *deployer.CheckFailed
-	if errors.As(err, &cf) {
-		code = exitFindings
-	}
-	return &exitError{code: code, err: errors.New(deployer.Redact(err.Error(), plan.Secrets))}
+	return &exitError{code: deployer.ExitCode(err), err: errors.New(deployer.Redact(err.Error(), plan.Secrets))}
 }
 
-// plan loads the project and fills a deployer.Plan from flags and
-// x-deployer settings; flags win.
-func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
-	opts, err := o.checkOptions.checkOptions()
+// options are the flags as deployer.Options.
+func (o deployOptions) options(cmd *cobra.Command) (deployer.Options, error) {
+	checks, err := o.checkOptions.checkOptions()
 	if err != nil {
-		return nil, &exitError{code: exitConfig, err: err}
+		return deployer.Options{}, err
 	}
-	p, err := project.Load(cmd.Context(), o.loadOptions())
-	if err != nil {
-		return nil, &exitError{code: exitConfig, err: fmt.Errorf("load the Compose project: %w", err)}
-	}
-	s := p.Settings
-	hosts, err := o.conn.configs(s)
-	if err != nil {
-		return nil, &exitError{code: exitConfig, err: err}
-	}
-	builder, err := o.builderFor(s)
-	if err != nil {
-		return nil, &exitError{code: exitConfig, err: err}
-	}
-	plan := &deployer.Plan{
-		Project: p, Name: o.name, Hosts: hosts, Local: o.conn.local, Root: o.conn.root,
-		Migrate:        cmp.Or(o.migrate, s.Migrate),
-		HealthTimeout:  cmp.Or(o.healthTimeout, s.HealthTimeout.Duration),
-		MigrateTimeout: cmp.Or(o.migrateTimeout, s.MigrateTimeout.Duration),
-		LockTimeout:    cmp.Or(o.lockTimeout, s.LockTimeout.Duration),
-		Keep:           cmp.Or(o.keep, s.Keep),
-		NoRollback:     o.noRollback, DryRun: o.dryRun,
-		Builder:   builder,
-		CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
-		Checks: opts, Strict: o.strict,
-		Trigger: o.trigger, Commit: commit(),
-		Env:     p.EnvFileVars(),
-		Secrets: p.SecretValues(),
+	opts := deployer.Options{
+		Load: o.loadOptions(), Name: o.name,
+		Hosts: o.conn.hosts, SSHKey: o.conn.sshKey, KnownHosts: o.conn.knownHosts, Fingerprint: o.conn.fingerprint,
+		Passphrase: passphrase, Local: o.conn.local, Root: o.conn.root,
+		Migrate: o.migrate, HealthTimeout: o.healthTimeout, MigrateTimeout: o.migrateTimeout, LockTimeout: o.lockTimeout,
+		Keep: o.keep, NoRollback: o.noRollback, DryRun: o.dryRun,
+		Builder: o.builder, InsecureBuilder: o.insecureBuilder, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
+		Checks: checks, Strict: o.strict, Trigger: o.trigger,
 	}
 	if isTerminal(cmd.OutOrStdout()) {
-		plan.Progress = cmd.OutOrStdout() // BuildKit's live display
+		opts.Progress = cmd.OutOrStdout() // BuildKit's live display
 	}
-	if err := plan.Validate(); err != nil {
-		return nil, &exitError{code: exitConfig, err: err}
-	}
-	return plan, nil
+	return opts, nil
 }
 
-// commit is the source revision being deployed, when it can be known.
-func commit() string {
-	if sha := os.Getenv("GITHUB_SHA"); sha != "" {
-		return sha
-	}
-	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+// plan builds the deploy's Plan from the flags.
+func (o deployOptions) plan(cmd *cobra.Command) (*deployer.Plan, error) {
+	opts, err := o.options(cmd)
 	if err != nil {
-		return ""
+		return nil, &exitError{code: exitConfig, err: err}
 	}
-	return strings.TrimSpace(string(out))
+	plan, err := deployer.NewPlan(cmd.Context(), opts)
+	if err != nil {
+		return nil, &exitError{code: deployer.ExitCode(err), err: err}
+	}
+	return plan, nil
 }

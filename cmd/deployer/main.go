@@ -13,15 +13,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/semalink/deploy-action/deployer"
 	"github.com/sirupsen/logrus"
 )
 
-// Exit codes, documented in docs/cli.md.
+// Exit codes, documented in docs/cli.md; the deploy's are package
+// deployer's, shared by every front door.
 const (
 	exitOK       = 0
-	exitFindings = 1 // check: findings at the failing level
-	exitConfig   = 2 // the configuration could not be loaded, or the command line is wrong
-	exitFailed   = 3 // deploy: it failed on the host (migration, health, lock); the previous release serves
+	exitFindings = deployer.ExitFindings // check: findings at the failing level
+	exitConfig   = deployer.ExitConfig   // the configuration could not be loaded, or the command line is wrong
+	exitFailed   = deployer.ExitFailed   // deploy: it failed on the host (migration, health, lock); the previous release serves
 )
 
 func main() {

@@ -31,20 +31,15 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 // plan reads the project name and hosts from the flags, or from the
 // Compose file when they are not given.
 func (o hostOptions) plan(ctx context.Context) (*deployer.Plan, error) {
-	var settings project.Settings
-	name := o.name
-	if name == "" || len(o.files) > 0 {
-		p, err := project.Load(ctx, project.Options{Files: o.files})
-		if err != nil {
-			return nil, &exitError{code: exitConfig, err: fmt.Errorf("load the Compose project (or give --project NAME): %w", err)}
-		}
-		settings, name = p.Settings, cmp.Or(name, p.Compose.Name)
-	}
-	hosts, err := o.conn.configs(settings)
+	plan, err := deployer.NewHostPlan(ctx, deployer.Options{
+		Load: project.Options{Files: o.files}, Name: o.name,
+		Hosts: o.conn.hosts, SSHKey: o.conn.sshKey, KnownHosts: o.conn.knownHosts, Fingerprint: o.conn.fingerprint,
+		Passphrase: passphrase, Local: o.conn.local, Root: o.conn.root,
+	})
 	if err != nil {
-		return nil, &exitError{code: exitConfig, err: err}
+		return nil, &exitError{code: deployer.ExitCode(err), err: err}
 	}
-	return &deployer.Plan{Name: name, Hosts: hosts, Local: o.conn.local, Root: o.conn.root, Trigger: "cli"}, nil
+	return plan, nil
 }
 
 func newReleasesCommand() *cobra.Command {
