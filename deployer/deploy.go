@@ -45,17 +45,28 @@ const (
 
 // Run deploys the plan to each host in turn, stopping at the first
 // failure: a host that does not turn healthy is rolled back and the hosts
-// after it are not touched.
-func Run(ctx context.Context, plan *Plan, rep Reporter) error {
+// after it are not touched. It returns a Result for each host it reached,
+// failed ones included.
+func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 	p := plan.withDefaults()
 	if err := p.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	rep = redact(rep, p.Secrets)
 	if err := preflight(p, rep, p.Checks); err != nil {
-		return err
+		return nil, err
 	}
-	return eachHost(ctx, p, rep, func(h remote.Host) error { return deployTo(ctx, p, h, rep) })
+	var results []Result
+	err := eachHost(ctx, p, rep, func(h remote.Host) error {
+		res := Result{Host: h.Name(), DryRun: p.DryRun}
+		err := deployTo(ctx, p, h, &recorder{Reporter: rep, res: &res, now: p.Now, secrets: p.Secrets}, &res)
+		if err != nil {
+			res.Error = Redact(err.Error(), p.Secrets)
+		}
+		results = append(results, res)
+		return err
+	})
+	return results, err
 }
 
 // eachHost connects to the plan's hosts one at a time (or uses this
@@ -147,9 +158,10 @@ func (t *target) cli(id string) compose.CLI {
 	return c
 }
 
-func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err error) {
+// deployTo deploys to one host, filling res as it goes.
+func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Result) (err error) {
 	if p.DryRun {
-		return dryRun(ctx, p, h, rep)
+		return dryRun(ctx, p, h, rep, res)
 	}
 	ctx, t, info, end, err := session(ctx, p, h, rep)
 	if err != nil {
@@ -177,6 +189,8 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 	}
 	rel := &Release{ID: id, Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
+	res.Release, res.Previous = rel.ID, prev
+	defer func() { res.Status, res.Images = rel.Status, rel.Images }()
 
 	done := rep.Step("images")
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
@@ -198,8 +212,10 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (err er
 		done = rep.Step("migrate (" + p.Migrate + ")")
 		if ran := t.migratedBy(ctx, prev, rel); ran != "" {
 			rep.Printf("%s is unchanged since release %s, where it succeeded: not run again", p.Migrate, ran)
+			res.Migration = "skipped"
 			done(nil)
 		} else {
+			res.Migration = "ran"
 			err = t.migrate(ctx, rel)
 			done(err)
 			if err != nil {
@@ -235,7 +251,7 @@ func hostPreflight(p *Plan, rep Reporter, info system.Info) error {
 
 // dryRun inspects the host and checks what a deploy would, without the
 // lock: it writes nothing there, not even the project's directory.
-func dryRun(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
+func dryRun(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Result) error {
 	t, info, err := inspect(ctx, p, h, rep)
 	if err != nil {
 		return err
@@ -251,6 +267,7 @@ func dryRun(ctx context.Context, p *Plan, h remote.Host, rep Reporter) error {
 	if err := t.checkDrift(ctx, prev); err != nil {
 		return err
 	}
+	res.Previous = prev
 	rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
 	return nil
 }

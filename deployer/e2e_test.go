@@ -44,6 +44,8 @@ type stack struct {
 	// not. Deploys over SSH log in as an unprivileged user, whom plan makes
 	// its owner.
 	root string
+	// results are what the last deploy returned.
+	results []deployer.Result
 }
 
 var (
@@ -129,7 +131,8 @@ func (s *stack) deploy(ctx context.Context, p *deployer.Plan) (string, error) {
 func (s *stack) deployHooked(ctx context.Context, p *deployer.Plan, h hooks) (string, error) {
 	var out syncBuffer
 	h.Reporter = &deployer.TextReporter{W: &out}
-	err := deployer.Run(ctx, p, h)
+	results, err := deployer.Run(ctx, p, h)
+	s.results = results
 	s.t.Logf("deploy %s:\n%s", s.name, out.String())
 	return out.String(), err
 }
@@ -305,6 +308,7 @@ func TestDeployOverSSH(t *testing.T) {
 	if got := s.answers(); got != "v1" {
 		t.Fatalf("api answers %q, want v1", got)
 	}
+	first := s.results
 	out, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v2"))
 	if err != nil {
 		t.Fatalf("second deploy: %v", err)
@@ -314,6 +318,19 @@ func TestDeployOverSSH(t *testing.T) {
 	}
 	if got := s.statuses(); got != "superseded live" {
 		t.Errorf("releases: %s, want superseded live", got)
+	}
+	// What Run returns says the same.
+	if len(first) != 1 || len(s.results) != 1 {
+		t.Fatalf("results %+v then %+v, want one per deploy", first, s.results)
+	}
+	r := s.results[0]
+	steps := map[string]bool{}
+	for _, st := range r.Steps {
+		steps[st.Name] = st.Error == "" && st.Duration > 0
+	}
+	if r.Host != host.User+"@"+host.Addr || r.Release == "" || r.Previous != first[0].Release || r.Status != deployer.StatusLive ||
+		r.Images["api"] == "" || r.Migration != "ran" || r.FailedStep != "" || r.Error != "" || !steps["commit"] || !steps["upload release"] {
+		t.Errorf("result %+v, want the new live release after %s, its images, the migration run and the steps", r, first[0].Release)
 	}
 	for _, want := range []string{"migrate (migrate)", "api healthy, "} {
 		if !strings.Contains(out, want) {
@@ -371,6 +388,9 @@ func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
 	}
 	if got := s.statuses(); got != "live failed" {
 		t.Errorf("releases: %s, want live failed", got)
+	}
+	if r := s.results; len(r) != 1 || r[0].Status != deployer.StatusFailed || r[0].FailedStep != "migrate (migrate)" || !strings.Contains(r[0].Error, "migration migrate failed") {
+		t.Errorf("results %+v, want the failed release and its failed step", r)
 	}
 }
 
@@ -687,6 +707,9 @@ func TestUnchangedMigrationIsNotRerun(t *testing.T) {
 	}
 	if !strings.Contains(out, "not run again") || strings.Contains(out, "applying migrations") {
 		t.Errorf("an unchanged migration ran again:\n%s", out)
+	}
+	if r := s.results; len(r) != 1 || r[0].Migration != "skipped" {
+		t.Errorf("results %+v, want the migration skipped", r)
 	}
 	// A changed one runs.
 	out, err = s.deploy(t.Context(), s.plan(nil, "RELEASE=v2"))

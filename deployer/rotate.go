@@ -78,7 +78,7 @@ func RotateRabbitMQPassword(ctx context.Context, plan *Plan, opts RotateOptions,
 		if err := rotateOn(ctx, p, h, brokers, opts, rep); err != nil || p.DryRun {
 			return err
 		}
-		err := deployTo(ctx, p, h, rep)
+		err := deployTo(ctx, p, h, rep, &Result{})
 		if err != nil && !opts.WipeData {
 			return &RotatedButNotDeployed{Host: h.Name(), Brokers: brokers, Err: err}
 		}

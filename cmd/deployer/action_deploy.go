@@ -87,7 +87,7 @@ func actionDeploy(cmd *cobra.Command, gha *githubactions.Action) (err error) {
 		mask(gha, s)
 	}
 	rep := &actionReporter{gha: gha, w: cmd.OutOrStdout()}
-	err = deployer.Run(cmd.Context(), plan, rep)
+	_, err = deployer.Run(cmd.Context(), plan, rep)
 	summary := "### deployer deploy\n\nDeployed " + plan.Name + ".\n"
 	if err != nil {
 		msg := deployer.Redact(err.Error(), plan.Secrets)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -76,6 +78,7 @@ Hosts are deployed one at a time; the first failure stops the rest.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, o) },
 	}
 	o.addFlags(cmd)
+	cmd.Flags().StringVar(&o.format, "format", "text", "output: text, or json (each host's result on stdout: release, previous, status, images, migration, steps, error; progress on stderr)")
 	return cmd
 }
 
@@ -102,11 +105,31 @@ func (o *deployOptions) addFlags(cmd *cobra.Command) {
 }
 
 func runDeploy(cmd *cobra.Command, o deployOptions) error {
+	progress := cmd.OutOrStdout()
+	switch o.format {
+	case "", "text":
+	case "json":
+		// The results are the output; the progress goes to stderr.
+		progress = cmd.ErrOrStderr()
+	default:
+		return &exitError{code: exitConfig, err: fmt.Errorf("--format %q: use text or json", o.format)}
+	}
 	plan, err := o.plan(cmd)
 	if err != nil {
 		return err
 	}
-	return deployFailed(deployer.Run(cmd.Context(), plan, &deployer.TextReporter{W: cmd.OutOrStdout()}), plan)
+	results, err := deployer.Run(cmd.Context(), plan, &deployer.TextReporter{W: progress})
+	if o.format == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if results == nil {
+			results = []deployer.Result{}
+		}
+		if werr := enc.Encode(results); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return deployFailed(err, plan)
 }
 
 // deployFailed maps a pipeline error to its exit code, secrets redacted.
@@ -132,8 +155,12 @@ func (o deployOptions) options(cmd *cobra.Command) (deployer.Options, error) {
 		Builder: o.builder, InsecureBuilder: o.insecureBuilder, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
 		Checks: checks, Strict: o.strict, Trigger: o.trigger,
 	}
-	if isTerminal(cmd.OutOrStdout()) {
-		opts.Progress = cmd.OutOrStdout() // BuildKit's live display
+	progress := cmd.OutOrStdout()
+	if o.format == "json" {
+		progress = cmd.ErrOrStderr()
+	}
+	if isTerminal(progress) {
+		opts.Progress = progress // BuildKit's live display
 	}
 	return opts, nil
 }

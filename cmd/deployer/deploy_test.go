@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/semalink/deploy-action/deployer"
+	"github.com/semalink/deploy-action/deployer/compose/composetest"
 )
 
 func TestDeployCommandLine(t *testing.T) {
@@ -67,5 +71,33 @@ func TestActionDeployMasksTheKey(t *testing.T) {
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
 		t.Errorf("the run left %v behind (%v), want its key file removed", left, err)
+	}
+}
+
+// TestDeployFormatJSON: with --format json the results, and only they, are
+// on stdout; the progress is on stderr. A dry run of the demo on this
+// machine's Engine changes nothing.
+func TestDeployFormatJSON(t *testing.T) {
+	composetest.Need(t)
+	root := t.TempDir()
+	code, stdout, stderr := run(t, "", "deploy", "-f", repoPath(t, "examples/demo/compose.yaml"), "--local", "--dry-run", "--root", root, "--format", "json")
+	if code != exitOK {
+		t.Fatalf("exit code %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	var results []deployer.Result
+	if err := json.Unmarshal([]byte(stdout), &results); err != nil {
+		t.Fatalf("stdout is not the results: %v\n%s", err, stdout)
+	}
+	if len(results) != 1 || results[0].Host != "local" || !results[0].DryRun || len(results[0].Steps) == 0 || results[0].Error != "" {
+		t.Errorf("results %+v, want one dry run on local with its steps", results)
+	}
+	if !strings.Contains(stderr, "dry run: would deploy") {
+		t.Errorf("the progress is not on stderr:\n%s", stderr)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("the dry run wrote %v on the host", entries)
+	}
+	if code, _, stderr := run(t, "", "deploy", "-f", repoPath(t, "examples/demo/compose.yaml"), "--local", "--format", "yaml"); code != exitConfig || !strings.Contains(stderr, "--format") {
+		t.Errorf("--format yaml: exit %d, %s", code, stderr)
 	}
 }

@@ -1,0 +1,57 @@
+package deployer
+
+import (
+	"sync"
+	"time"
+)
+
+// Result is how a deploy went on one host: what a front door outputs
+// (the Action's outputs, `deploy --format json`, the server's records).
+type Result struct {
+	Host     string            `json:"host"`
+	Release  string            `json:"release,omitempty"`  // the new release's ID, once named
+	Previous string            `json:"previous,omitempty"` // the release that was live before
+	Status   Status            `json:"status,omitempty"`   // how the new release ended; "" when none was made
+	DryRun   bool              `json:"dry_run,omitempty"`
+	Images   map[string]string `json:"images,omitempty"` // service → the image it runs
+	// Migration is "ran", "skipped" (unchanged since the live release) or
+	// "" (no migration service, or not reached).
+	Migration  string       `json:"migration,omitempty"`
+	Steps      []StepResult `json:"steps"`
+	FailedStep string       `json:"failed_step,omitempty"` // the first step that failed
+	Error      string       `json:"error,omitempty"`       // why it failed, secrets redacted
+}
+
+// StepResult is one step's outcome.
+type StepResult struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// recorder is a Reporter that also records each step into a Result.
+type recorder struct {
+	Reporter
+	mu      sync.Mutex
+	res     *Result
+	now     func() time.Time
+	secrets []string
+}
+
+func (r *recorder) Step(name string) func(error) {
+	start := r.now()
+	done := r.Reporter.Step(name)
+	return func(err error) {
+		done(err)
+		s := StepResult{Name: name, Duration: r.now().Sub(start)}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			s.Error = Redact(err.Error(), r.secrets)
+			if r.res.FailedStep == "" {
+				r.res.FailedStep = name
+			}
+		}
+		r.res.Steps = append(r.res.Steps, s)
+	}
+}
