@@ -1,13 +1,20 @@
 package deployer
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"path"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/semalink/deploy-action/deployer/remote"
 )
 
 // Release is one deploy's record on the host, kept as release.json next to
@@ -108,4 +115,55 @@ func parseRelease(b []byte) (*Release, error) {
 		return nil, fmt.Errorf("parse release.json: %w", err)
 	}
 	return &r, nil
+}
+
+// current returns the live release's ID, "" on a first deploy.
+func (t *target) current(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	out, err := t.host.Output(ctx, "readlink", path.Join(t.plan.projectDir(), "current"))
+	if err != nil {
+		var ee *remote.ExitError
+		if errors.As(err, &ee) {
+			return "", nil // no such link yet
+		}
+		return "", fmt.Errorf("read the live release: %w", err)
+	}
+	return path.Base(strings.TrimSpace(string(out))), nil
+}
+
+func (t *target) writeRelease(ctx context.Context, rel *Release) error {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	if err := t.host.WriteFile(ctx, path.Join(t.releaseDir(rel.ID), "release.json"), rel.marshal(), 0o600); err != nil {
+		return fmt.Errorf("write release.json: %w", err)
+	}
+	return nil
+}
+
+func (t *target) readRelease(ctx context.Context, id string) (*Release, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	b, err := t.host.ReadFile(ctx, path.Join(t.releaseDir(id), "release.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read release %s: %w", id, err)
+	}
+	return parseRelease(b)
+}
+
+// releaseIDs lists the releases on the host, oldest first.
+func (t *target) releaseIDs(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	out, err := t.host.Output(ctx, "ls", "-1", path.Join(t.plan.projectDir(), "releases"))
+	if err != nil {
+		var ee *remote.ExitError
+		if errors.As(err, &ee) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	ids := strings.Fields(string(out))
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -10,47 +10,33 @@ import (
 	"github.com/semalink/deploy-action/deployer/remote"
 )
 
-// HostReleases is the release history of one host, oldest first.
-type HostReleases struct {
-	Host     string
-	Current  string
-	Releases []Release
-}
-
-// Releases reads the release history of each of the plan's hosts. It
-// changes nothing and takes no lock.
-func Releases(ctx context.Context, plan *Plan, rep Reporter) ([]HostReleases, error) {
-	p := plan.withDefaults()
-	if err := p.validateTarget(); err != nil {
-		return nil, err
+// rollback brings the previous release back after a failed start.
+func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause error) error {
+	// The deploy's own context may be what failed (a Ctrl-C); the
+	// rollback still needs to happen.
+	lost := lockLost(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upTimeout+t.plan.HealthTimeout+2*hostStepTimeout)
+	defer cancel()
+	switch {
+	case lost != nil:
+		// Not ours to change any more: another deploy may be at work.
+		t.finish(ctx, rel, StatusFailed, cause)
+		return cause
+	case t.plan.NoRollback:
+		t.finish(ctx, rel, StatusFailed, cause)
+		return fmt.Errorf("%w; left running because of --no-rollback", cause)
+	case prev == "":
+		t.finish(ctx, rel, StatusFailed, cause)
+		return fmt.Errorf("%w; there is no previous release to roll back to", cause)
 	}
-	var out []HostReleases
-	err := eachHost(ctx, p, rep, func(h remote.Host) error {
-		t := &target{plan: p, host: h, rep: rep}
-		cur, err := t.current(ctx)
-		if err != nil {
-			return err
-		}
-		ids, err := t.releaseIDs(ctx)
-		if err != nil {
-			return err
-		}
-		hr := HostReleases{Host: h.Name(), Current: cur}
-		// Errors are stored redacted; those of releases written before
-		// that are redacted here, by the releases' own .env.
-		secrets := append(t.releaseSecrets(ctx, ids...), p.Secrets...)
-		for _, id := range ids {
-			rel, err := t.readRelease(ctx, id)
-			if err != nil {
-				rel = &Release{ID: id, Status: "unreadable", Error: err.Error()}
-			}
-			rel.Error = Redact(rel.Error, secrets)
-			hr.Releases = append(hr.Releases, *rel)
-		}
-		out = append(out, hr)
-		return nil
-	})
-	return out, err
+	done := t.rep.Step("roll back to " + prev)
+	err := t.upAndWait(ctx, prev)
+	done(err)
+	t.finish(ctx, rel, StatusRolledBack, cause)
+	if err != nil {
+		return fmt.Errorf("%w; rolling back to %s failed too: %v", cause, prev, err)
+	}
+	return fmt.Errorf("%w; rolled back to %s, which is healthy", cause, prev)
 }
 
 // Rollback brings back an earlier release on each host: the one named by
