@@ -35,14 +35,17 @@ const (
 func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 	p := plan.withDefaults()
 	if err := p.validate(); err != nil {
-		return nil, err
+		return nil, configError(err)
 	}
 	rep = redact(rep, p.Secrets)
 	if err := preflight(p, rep, p.Checks); err != nil {
 		return nil, err
 	}
 	var results []Result
-	err := eachHost(ctx, p, rep, func(h remote.Host) error {
+	unreached := func(name string, err error) {
+		results = append(results, Result{Host: name, DryRun: p.DryRun, FailedStep: "connect to " + name, Error: Redact(err.Error(), p.Secrets)})
+	}
+	err := eachHost(ctx, p, rep, unreached, func(h remote.Host) error {
 		res := Result{Host: h.Name(), DryRun: p.DryRun}
 		err := deployTo(ctx, p, h, &recorder{Reporter: rep, res: &res, now: p.Now, secrets: p.Secrets}, &res)
 		if err != nil {
@@ -55,8 +58,9 @@ func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 }
 
 // eachHost connects to the plan's hosts one at a time (or uses this
-// machine) and calls fn, stopping at the first error.
-func eachHost(ctx context.Context, p *Plan, rep Reporter, fn func(remote.Host) error) error {
+// machine) and calls fn, stopping at the first error; unreached, if not
+// nil, hears of a host it could not connect to.
+func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr string, err error), fn func(remote.Host) error) error {
 	if p.Local {
 		return fn(remote.Local{})
 	}
@@ -65,6 +69,9 @@ func eachHost(ctx context.Context, p *Plan, rep Reporter, fn func(remote.Host) e
 		h, err := remote.Dial(ctx, cfg)
 		done(err)
 		if err != nil {
+			if unreached != nil {
+				unreached(cfg.Addr, err)
+			}
 			return err
 		}
 		err = fn(h)

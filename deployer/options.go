@@ -52,7 +52,7 @@ type Options struct {
 	Strict bool
 
 	Trigger string // cli, action, workflow_dispatch, webhook
-	Commit  string // default: GITHUB_SHA, else the working directory's git HEAD
+	Commit  string // default: GITHUB_SHA, else the git HEAD of the directory the deployer runs in
 }
 
 // ConfigError is a deploy that cannot start as configured; nothing was
@@ -120,9 +120,12 @@ func NewPlan(ctx context.Context, o Options) (*Plan, error) {
 		Builder:   builder,
 		CacheFrom: o.CacheFrom, CacheTo: o.CacheTo, Progress: o.Progress,
 		Checks: o.Checks, Strict: o.Strict,
-		Trigger: o.Trigger, Commit: cmp.Or(o.Commit, commit(p.Compose.WorkingDir)),
+		Trigger: o.Trigger, Commit: o.Commit,
 		Env:     p.EnvFileVars(),
 		Secrets: p.SecretValues(),
+	}
+	if plan.Commit == "" {
+		plan.Commit = commit(ctx)
 	}
 	if err := plan.Validate(); err != nil {
 		return nil, configError(err)
@@ -237,14 +240,16 @@ func (o Options) builder(s project.Settings) (string, error) {
 }
 
 // commit is the source revision being deployed, when it can be known: the
-// workflow's, or the git HEAD of the project's directory.
-func commit(dir string) string {
+// workflow's, or the git HEAD of the directory the deployer runs in (the
+// operator's choice, not the project's, which may hold a repository of a
+// pull request's making; a bare one is never taken).
+func commit(ctx context.Context) string {
 	if sha := os.Getenv("GITHUB_SHA"); sha != "" {
 		return sha
 	}
-	cmd := exec.Command("git", "rev-parse", "HEAD")
-	cmd.Dir = dir
-	out, err := cmd.Output()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "git", "-c", "safe.bareRepository=explicit", "rev-parse", "--verify", "HEAD").Output()
 	if err != nil {
 		return ""
 	}

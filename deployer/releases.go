@@ -21,7 +21,7 @@ func Releases(ctx context.Context, plan *Plan, rep Reporter) ([]HostReleases, er
 		return nil, err
 	}
 	var out []HostReleases
-	err := eachHost(ctx, p, rep, func(h remote.Host) error {
+	err := eachHost(ctx, p, rep, nil, func(h remote.Host) error {
 		t := &target{plan: p, host: h, rep: rep}
 		cur, err := t.current(ctx)
 		if err != nil {

@@ -11,7 +11,7 @@ type Result struct {
 	Host     string            `json:"host"`
 	Release  string            `json:"release,omitempty"`  // the new release's ID, once named
 	Previous string            `json:"previous,omitempty"` // the release that was live before
-	Status   Status            `json:"status,omitempty"`   // how the new release ended; "" when none was made
+	Status   Status            `json:"status,omitempty"`   // how the new release ended (pending: the deploy stopped before it was complete); "" when none was made
 	DryRun   bool              `json:"dry_run,omitempty"`
 	Images   map[string]string `json:"images,omitempty"` // service → the image it runs
 	// Migration is "ran", "skipped" (unchanged since the live release) or
@@ -41,6 +41,7 @@ type recorder struct {
 func (r *recorder) Step(name string) func(error) {
 	start := r.now()
 	done := r.Reporter.Step(name)
+	name = Redact(name, r.secrets)
 	return func(err error) {
 		done(err)
 		s := StepResult{Name: name, Duration: r.now().Sub(start)}

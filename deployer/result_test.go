@@ -15,7 +15,8 @@ func TestRecorder(t *testing.T) {
 	r.Step("lock")(nil)
 	r.Step("migrate (migrate)")(errors.New("migration failed: password hunter22 refused"))
 	r.Step("roll back")(errors.New("also failed"))
-	if len(res.Steps) != 3 || res.Steps[0].Name != "lock" || res.Steps[0].Duration != time.Second || res.Steps[0].Error != "" {
+	r.Step("migrate (hunter22)")(nil)
+	if len(res.Steps) != 4 || res.Steps[3].Name != "migrate (***)" || res.Steps[0].Name != "lock" || res.Steps[0].Duration != time.Second || res.Steps[0].Error != "" {
 		t.Fatalf("steps %+v", res.Steps)
 	}
 	if res.FailedStep != "migrate (migrate)" {

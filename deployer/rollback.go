@@ -48,7 +48,7 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		return err
 	}
 	rep = redact(rep, p.Secrets)
-	return eachHost(ctx, p, rep, func(h remote.Host) (err error) {
+	return eachHost(ctx, p, rep, nil, func(h remote.Host) (err error) {
 		ctx, t, _, end, err := session(ctx, p, h, rep)
 		if err != nil {
 			return err

@@ -74,7 +74,7 @@ func RotateRabbitMQPassword(ctx context.Context, plan *Plan, opts RotateOptions,
 	if err := preflight(p, rep, p.Checks); err != nil {
 		return err
 	}
-	return eachHost(ctx, p, rep, func(h remote.Host) error {
+	return eachHost(ctx, p, rep, nil, func(h remote.Host) error {
 		if err := rotateOn(ctx, p, h, brokers, opts, rep); err != nil || p.DryRun {
 			return err
 		}
@@ -147,12 +147,21 @@ func rabbitMQServices(p *types.Project) ([]RabbitMQ, error) {
 
 // rotateOn brings each broker on one host to its new password, under the
 // deploy lock, which it releases for the deploy that follows.
-func rotateOn(ctx context.Context, p *Plan, h remote.Host, brokers []RabbitMQ, opts RotateOptions, rep Reporter) error {
-	ctx, t, _, end, err := session(ctx, p, h, rep)
-	if err != nil {
-		return err
+func rotateOn(ctx context.Context, p *Plan, h remote.Host, brokers []RabbitMQ, opts RotateOptions, rep Reporter) (err error) {
+	var t *target
+	if p.DryRun {
+		// Nothing is written on the host, the lock included.
+		if t, _, err = inspect(ctx, p, h, rep); err != nil {
+			return err
+		}
+		defer t.docker.Close()
+	} else {
+		var end func()
+		if ctx, t, _, end, err = session(ctx, p, h, rep); err != nil {
+			return err
+		}
+		defer end()
 	}
-	defer end()
 	live, err := t.current(ctx)
 	if err != nil {
 		return err

@@ -97,6 +97,16 @@ func TestDeployFormatJSON(t *testing.T) {
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Errorf("the dry run wrote %v on the host", entries)
 	}
+	// A host that cannot be reached is in the results too.
+	code, stdout, stderr = run(t, "", "deploy", "-f", repoPath(t, "examples/demo/compose.yaml"), "--host", "deploy@127.0.0.1:1",
+		"--host-fingerprint", "SHA256:AAAA", "--format", "json")
+	results = nil
+	if err := json.Unmarshal([]byte(stdout), &results); err != nil || code != exitFailed {
+		t.Fatalf("exit %d, stdout %q (%v), stderr %s", code, stdout, err, stderr)
+	}
+	if len(results) != 1 || results[0].Host != "127.0.0.1:1" || results[0].FailedStep != "connect to 127.0.0.1:1" || results[0].Error == "" {
+		t.Errorf("results %+v, want the unreached host with its failed step", results)
+	}
 	if code, _, stderr := run(t, "", "deploy", "-f", repoPath(t, "examples/demo/compose.yaml"), "--local", "--format", "yaml"); code != exitConfig || !strings.Contains(stderr, "--format") {
 		t.Errorf("--format yaml: exit %d, %s", code, stderr)
 	}
