@@ -299,6 +299,7 @@ func sshConfig(t *testing.T) remote.Config {
 }
 
 func TestDeployOverSSH(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 
@@ -355,6 +356,7 @@ func TestDeployOverSSH(t *testing.T) {
 // a second to start each command, as nvm, rbenv or conda in a .bashrc do:
 // every step works, only slower.
 func TestDeployOverSlowShell(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	host.User = remotetest.SSH(t).SlowUser
 	s := newStack(t)
@@ -372,6 +374,7 @@ func TestDeployOverSlowShell(t *testing.T) {
 }
 
 func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -395,6 +398,7 @@ func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
 }
 
 func TestUnhealthyReleaseRollsBack(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -419,6 +423,7 @@ func TestUnhealthyReleaseRollsBack(t *testing.T) {
 }
 
 func TestWrongHostKeyChangesNothing(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	wrong := filepath.Join(t.TempDir(), "known_hosts")
 	must(t, os.WriteFile(wrong, []byte(remotetest.OtherHostKeyLine(t, host.Addr)), 0o600))
@@ -437,6 +442,7 @@ func TestWrongHostKeyChangesNothing(t *testing.T) {
 // holds the lock (at its migration, which waits until the second says it
 // waits): the second waits, then deploys after the first.
 func TestConcurrentDeploysTakeTurns(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	var wg sync.WaitGroup
@@ -475,6 +481,7 @@ func TestConcurrentDeploysTakeTurns(t *testing.T) {
 }
 
 func TestDroppedConnectionMidDeploy(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -521,6 +528,7 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 // container that outlived its compose command before running its own:
 // two migrations never run at once.
 func TestFrozenConnectionMidMigration(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -594,6 +602,7 @@ func TestFrozenConnectionMidMigration(t *testing.T) {
 // deploy notices, stops with "lock lost", and changes nothing more; the
 // old version serves and the next deploy goes through.
 func TestLockLostStopsTheDeploy(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -629,6 +638,7 @@ func TestLockLostStopsTheDeploy(t *testing.T) {
 }
 
 func TestRollbackByHand(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	for _, v := range []string{"RELEASE=v1", "RELEASE=v2"} {
 		if _, err := s.deploy(t.Context(), s.plan(nil, v)); err != nil {
@@ -659,6 +669,7 @@ func TestRollbackByHand(t *testing.T) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	p := s.plan(nil, "RELEASE=v1")
 	p.DryRun = true
@@ -678,6 +689,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 }
 
 func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	compose := filepath.Join(s.dir, "compose.yaml")
 	b, err := os.ReadFile(compose)
@@ -697,6 +709,7 @@ func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
 }
 
 func TestUnchangedMigrationIsNotRerun(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -723,6 +736,7 @@ func TestUnchangedMigrationIsNotRerun(t *testing.T) {
 // this proves is the path end to end; package ship's tests prove the
 // layers it leaves out.
 func TestLocalBuilderShips(t *testing.T) {
+	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	p := s.plan([]remote.Config{host}, "RELEASE=v1")
@@ -740,6 +754,7 @@ func TestLocalBuilderShips(t *testing.T) {
 }
 
 func TestBuildFailureChangesNothing(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	must(t, os.WriteFile(filepath.Join(s.dir, "api", "Dockerfile"), []byte("FROM scratch\nCOPY missing-file /api\n"), 0o644))
 	_, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1"))
@@ -752,6 +767,7 @@ func TestBuildFailureChangesNothing(t *testing.T) {
 }
 
 func TestOldReleasesArePruned(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	for _, v := range []string{"RELEASE=v1", "RELEASE=v2", "RELEASE=v3"} {
 		p := s.plan(nil, v)
@@ -787,6 +803,7 @@ func TestOldReleasesArePruned(t *testing.T) {
 // verified: the first is deployed, the second refused, and the error names
 // it.
 func TestHostsOneAtATime(t *testing.T) {
+	t.Parallel()
 	good := sshConfig(t)
 	bad := good
 	bad.Fingerprint = "SHA256:" + strings.Repeat("A", 43)
