@@ -299,7 +299,6 @@ func sshConfig(t *testing.T) remote.Config {
 }
 
 func TestDeployOverSSH(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 
@@ -356,7 +355,6 @@ func TestDeployOverSSH(t *testing.T) {
 // a second to start each command, as nvm, rbenv or conda in a .bashrc do:
 // every step works, only slower.
 func TestDeployOverSlowShell(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	host.User = remotetest.SSH(t).SlowUser
 	s := newStack(t)
@@ -374,7 +372,6 @@ func TestDeployOverSlowShell(t *testing.T) {
 }
 
 func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -398,7 +395,6 @@ func TestFailingMigrationKeepsTheOldVersion(t *testing.T) {
 }
 
 func TestUnhealthyReleaseRollsBack(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -423,7 +419,6 @@ func TestUnhealthyReleaseRollsBack(t *testing.T) {
 }
 
 func TestWrongHostKeyChangesNothing(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	wrong := filepath.Join(t.TempDir(), "known_hosts")
 	must(t, os.WriteFile(wrong, []byte(remotetest.OtherHostKeyLine(t, host.Addr)), 0o600))
@@ -442,7 +437,6 @@ func TestWrongHostKeyChangesNothing(t *testing.T) {
 // holds the lock (at its migration, which waits until the second says it
 // waits): the second waits, then deploys after the first.
 func TestConcurrentDeploysTakeTurns(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	var wg sync.WaitGroup
@@ -481,7 +475,6 @@ func TestConcurrentDeploysTakeTurns(t *testing.T) {
 }
 
 func TestDroppedConnectionMidDeploy(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -528,7 +521,6 @@ func TestDroppedConnectionMidDeploy(t *testing.T) {
 // container that outlived its compose command before running its own:
 // two migrations never run at once.
 func TestFrozenConnectionMidMigration(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -602,7 +594,6 @@ func TestFrozenConnectionMidMigration(t *testing.T) {
 // deploy notices, stops with "lock lost", and changes nothing more; the
 // old version serves and the next deploy goes through.
 func TestLockLostStopsTheDeploy(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan([]remote.Config{host}, "RELEASE=v1")); err != nil {
@@ -638,7 +629,6 @@ func TestLockLostStopsTheDeploy(t *testing.T) {
 }
 
 func TestRollbackByHand(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	for _, v := range []string{"RELEASE=v1", "RELEASE=v2"} {
 		if _, err := s.deploy(t.Context(), s.plan(nil, v)); err != nil {
@@ -669,7 +659,6 @@ func TestRollbackByHand(t *testing.T) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	p := s.plan(nil, "RELEASE=v1")
 	p.DryRun = true
@@ -689,7 +678,6 @@ func TestDryRunChangesNothing(t *testing.T) {
 }
 
 func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	compose := filepath.Join(s.dir, "compose.yaml")
 	b, err := os.ReadFile(compose)
@@ -709,7 +697,6 @@ func TestPreflightErrorStopsBeforeTheHost(t *testing.T) {
 }
 
 func TestUnchangedMigrationIsNotRerun(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -736,7 +723,6 @@ func TestUnchangedMigrationIsNotRerun(t *testing.T) {
 // this proves is the path end to end; package ship's tests prove the
 // layers it leaves out.
 func TestLocalBuilderShips(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	s := newStack(t)
 	p := s.plan([]remote.Config{host}, "RELEASE=v1")
@@ -754,7 +740,6 @@ func TestLocalBuilderShips(t *testing.T) {
 }
 
 func TestBuildFailureChangesNothing(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	must(t, os.WriteFile(filepath.Join(s.dir, "api", "Dockerfile"), []byte("FROM scratch\nCOPY missing-file /api\n"), 0o644))
 	_, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1"))
@@ -767,7 +752,6 @@ func TestBuildFailureChangesNothing(t *testing.T) {
 }
 
 func TestOldReleasesArePruned(t *testing.T) {
-	t.Parallel()
 	s := newStack(t)
 	for _, v := range []string{"RELEASE=v1", "RELEASE=v2", "RELEASE=v3"} {
 		p := s.plan(nil, v)
@@ -803,7 +787,6 @@ func TestOldReleasesArePruned(t *testing.T) {
 // verified: the first is deployed, the second refused, and the error names
 // it.
 func TestHostsOneAtATime(t *testing.T) {
-	t.Parallel()
 	good := sshConfig(t)
 	bad := good
 	bad.Fingerprint = "SHA256:" + strings.Repeat("A", 43)

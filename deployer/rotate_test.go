@@ -87,7 +87,6 @@ const rabbitMQImage = "deployer-demo/rabbitmq:3"
 // stack, over SSH: a deploy, a message queued, a rotated password that a
 // plain deploy must refuse, then the rotation, which keeps the message.
 func TestRotateRabbitMQPassword(t *testing.T) {
-	t.Parallel()
 	host := sshConfig(t)
 	hosts := []remote.Config{host}
 	s := newRabbitStack(t)
@@ -239,7 +238,6 @@ func TestRotateRabbitMQPassword(t *testing.T) {
 // TestRotateRefusesBeforeConnecting covers what is wrong with the project
 // itself: nothing is dialled.
 func TestRotateRefusesBeforeConnecting(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name, compose, want string
 	}{
