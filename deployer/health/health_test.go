@@ -298,15 +298,17 @@ services:
 `)
 	services := []health.Service{{Name: "api", Healthcheck: true}}
 
+	// Waited for once up has returned, so that the timeout runs while the
+	// container's checks fail, however slowly up went.
 	t.Run("timeout", func(t *testing.T) {
 		start := time.Now()
-		_, err := deploy(t, t.Context(), eng, c, services, health.Options{Timeout: 2 * time.Second})
+		_, err := deployAfter(t, t.Context(), eng, c, services, health.Options{Timeout: 10 * time.Second})
 		var ue *health.UnhealthyError
 		if !errors.As(err, &ue) || !ue.TimedOut {
 			t.Fatalf("error %T %v, want a timed-out *health.UnhealthyError", err, err)
 		}
 		t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
-		if !strings.HasPrefix(err.Error(), "api not healthy after 2s: last check said: api: http://127.0.0.1:3000/health answered 503") {
+		if !strings.HasPrefix(err.Error(), "api not healthy after 10s: last check said: api: http://127.0.0.1:3000/health answered 503") {
 			t.Errorf("error %q", err)
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
