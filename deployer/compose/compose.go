@@ -60,23 +60,6 @@ func (c CLI) RunOnce(ctx context.Context, service string, stdout, stderr io.Writ
 	return c.run(ctx, "run "+service, append(args, service), stdout, stderr)
 }
 
-// Stop stops the project's services (all of them, or the named ones)
-// without removing their containers.
-func (c CLI) Stop(ctx context.Context, services ...string) error {
-	return c.run(ctx, "stop", append([]string{"stop"}, services...), nil, nil)
-}
-
-// Config returns the project's configuration as compose on the host
-// resolves it (interpolated and normalized), which validates the files
-// with the host's own compose version.
-func (c CLI) Config(ctx context.Context) ([]byte, error) {
-	var out bytes.Buffer
-	if err := c.run(ctx, "config", []string{"config"}, &out, nil); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
-
 // Args returns the full argument list for a compose subcommand and its
 // arguments: the command, the project flags, then args.
 func (c CLI) Args(args ...string) []string {

@@ -71,12 +71,6 @@ func TestArgs(t *testing.T) {
 			cat([]string{"docker", "compose"}, project, []string{"run", "--rm", "-T", "--label", "io.semalink.deployer.run=1", "--pull", "never", "migrate"})},
 		{"run v1", v1(base), func(ctx context.Context, c compose.CLI) error { return c.RunOnce(ctx, "migrate", nil, nil) },
 			cat([]string{"docker-compose"}, project, []string{"run", "--rm", "-T", "--label", "io.semalink.deployer.run=1", "migrate"})},
-		{"stop", v2(base), func(ctx context.Context, c compose.CLI) error { return c.Stop(ctx, "api") },
-			cat([]string{"docker", "compose"}, project, []string{"stop", "api"})},
-		{"config", v2(base), func(ctx context.Context, c compose.CLI) error { _, err := c.Config(ctx); return err },
-			cat([]string{"docker", "compose"}, project, []string{"config"})},
-		{"no optional flags", compose.CLI{Command: []string{"docker", "compose"}, Project: "p"}, func(ctx context.Context, c compose.CLI) error { return c.Stop(ctx) },
-			[]string{"docker", "compose", "-p", "p", "stop"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,37 +266,22 @@ func TestRunOnceCancelled(t *testing.T) {
 	}
 }
 
-func TestUpStopConfig(t *testing.T) {
+func TestUp(t *testing.T) {
 	c := composetest.Project(t, migrateProject)
 	ctx := t.Context()
-
-	cfg, err := c.Config(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(cfg), "image: "+composetest.Image(t)) {
-		t.Errorf("config did not interpolate the env file:\n%s", cfg)
-	}
-
 	if err := c.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := containers(t, c.Project, ""); !slices.Equal(states(got), []string{"api running"}) {
 		t.Errorf("after up: %q, want only api running (migrate is in a profile)", states(got))
 	}
-	if err := c.Stop(ctx, "api"); err != nil {
-		t.Fatal(err)
-	}
-	if got := containers(t, c.Project, ""); !slices.Equal(states(got), []string{"api exited"}) {
-		t.Errorf("after stop: %q, want api exited", states(got))
-	}
 
 	c.Files = append(c.Files, "missing.yaml")
-	_, err = c.Config(ctx)
+	err := c.Up(ctx)
 	var ce *compose.Error
-	if !errors.As(err, &ce) || ce.ExitCode == 0 || !strings.Contains(err.Error(), "docker compose config: exit code") ||
+	if !errors.As(err, &ce) || ce.ExitCode == 0 || !strings.Contains(err.Error(), "docker compose up: exit code") ||
 		!strings.Contains(err.Error(), "missing.yaml") {
-		t.Errorf("config of a missing file: %v", err)
+		t.Errorf("up with a missing file: %v", err)
 	}
 }
 
