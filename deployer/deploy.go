@@ -5,12 +5,9 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
-	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/deployer/compose"
 	"github.com/semalink/deploy-action/deployer/remote"
 )
@@ -38,16 +35,14 @@ func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 		return nil, configError(err)
 	}
 	rep = redact(rep, p.Secrets)
-	if err := preflight(p, rep, p.Checks); err != nil {
-		return nil, err
-	}
+	c := newChecker(p, rep)
 	var results []Result
 	unreached := func(name string, err error) {
 		results = append(results, Result{Host: name, DryRun: p.DryRun, FailedStep: "connect to " + name, Error: Redact(err.Error(), p.Secrets)})
 	}
-	err := eachHost(ctx, p, rep, unreached, func(h remote.Host) error {
+	err := eachHost(ctx, p, rep, unreached, func(h Host) error {
 		res := Result{Host: h.Name(), DryRun: p.DryRun}
-		err := deployTo(ctx, p, h, &recorder{Reporter: rep, res: &res, now: p.Now, secrets: p.Secrets}, &res)
+		err := deployTo(ctx, p, c, h, &recorder{Reporter: rep, res: &res, now: p.Now, secrets: p.Secrets}, &res, nil)
 		if err != nil {
 			res.Error = Redact(err.Error(), p.Secrets)
 		}
@@ -60,13 +55,17 @@ func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 // eachHost connects to the plan's hosts one at a time (or uses this
 // machine) and calls fn, stopping at the first error; unreached, if not
 // nil, hears of a host it could not connect to.
-func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr string, err error), fn func(remote.Host) error) error {
+func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr string, err error), fn func(Host) error) error {
 	if p.Local {
-		return fn(remote.Local{})
+		return fn(machine{remote.Local{}})
+	}
+	dial := p.connect
+	if dial == nil {
+		dial = connect
 	}
 	for _, cfg := range p.Hosts {
 		done := rep.Step("connect to " + cfg.Addr)
-		h, err := remote.Dial(ctx, cfg)
+		h, hangUp, err := dial(ctx, cfg)
 		done(err)
 		if err != nil {
 			if unreached != nil {
@@ -75,7 +74,7 @@ func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr st
 			return err
 		}
 		err = fn(h)
-		h.Close()
+		hangUp()
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.Name(), err)
 		}
@@ -83,62 +82,21 @@ func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr st
 	return nil
 }
 
-// CheckFailed is a deploy stopped by preflight findings.
-type CheckFailed struct{ Findings []checks.Finding }
-
-func (e *CheckFailed) Error() string {
-	var msgs []string
-	for _, f := range e.Findings {
-		msgs = append(msgs, fmt.Sprintf("%s: %s [%s]\n  fix: %s", f.Pos, f.Message, f.Rule, f.Fix))
-	}
-	return fmt.Sprintf("preflight checks failed; nothing on the host changed:\n%s", strings.Join(msgs, "\n"))
-}
-
-// preflight runs the checks; findings at the failing level stop the deploy
-// before anything changes.
-//
-// The checks run again once the host's facts are known (its memory, the
-// live release's secrets); a warning already shown is not shown again.
-func preflight(p *Plan, rep Reporter, opts checks.Options) error {
-	step := "preflight checks"
-	if p.warned == nil {
-		p.warned = map[string]bool{}
-	} else {
-		step += " with the host's facts"
-	}
-	done := rep.Step(step)
-	var failing []checks.Finding
-	for _, f := range checks.Run(p.Project, opts) {
-		if f.Suppressed != nil {
-			continue
-		}
-		switch key := fmt.Sprint(f.Pos, f.Rule, f.Message); {
-		case f.Severity == checks.Error || (p.Strict && f.Severity == checks.Warning):
-			failing = append(failing, f)
-		case f.Severity == checks.Warning && !p.warned[key]:
-			p.warned[key] = true
-			rep.Warnf("%s: %s [%s]", f.Pos, f.Message, f.Rule)
-		}
-	}
-	if len(failing) > 0 {
-		err := &CheckFailed{Findings: failing}
-		done(fmt.Errorf("%d finding(s) at the failing level", len(failing)))
-		return err
-	}
-	done(nil)
-	return nil
-}
-
 // target is one host during one deploy.
 type target struct {
 	plan    *Plan
-	host    remote.Host
-	docker  *client.Client
+	host    Host
+	docker  Engine
 	compose compose.CLI // without files: each release brings its own
 	rep     Reporter
+	memory  int64 // the host's, as its Engine reports it
 
-	buildEngines []imageRemover // where this deploy's builds left their tags
-	local        *client.Client // this machine's Engine, when it built the images
+	built   map[string]string // service → image ID on the host, of this deploy's builds
+	shipped int64             // bytes this deploy sent to the host
+	// buildTags are where this deploy's builds left their tags: on the
+	// host, and on this machine when it built the images.
+	buildTags []builtTag
+	local     Engine // this machine's, when it built the images
 }
 
 func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
@@ -150,44 +108,84 @@ func (t *target) cli(id string) compose.CLI {
 	return c
 }
 
+// rotation is what a rotate does on a host once the deploy lock is held
+// and before the release is made (RotateRabbitMQPassword); in a dry run,
+// without the lock, it only says what it would do.
+type rotation func(ctx context.Context, t *target) error
+
 // deployTo deploys to one host, filling res as it goes.
-func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Result) (err error) {
-	if p.DryRun {
-		return dryRun(ctx, p, h, rep, res)
-	}
-	ctx, t, info, end, err := session(ctx, p, h, rep)
+//
+// In order: inspect the host (its facts), check the project once with
+// them, build, take the lock, make and upload the release, migrate, start
+// it and wait for health, then commit it or roll back. Nothing on the host
+// changes before the lock but the images the build adds.
+func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, res *Result, rotate rotation) (err error) {
+	t, err := inspect(ctx, p, h, rep)
 	if err != nil {
 		return err
 	}
-	defer end()
+	defer t.close()
+	live, err := t.current(ctx)
+	if err != nil {
+		return err
+	}
+	res.Previous = live
+	// A rotation changes the broker's password before the release is made:
+	// the drift it fixes is checked once it has run.
+	if err := c.run(t.facts(ctx, live, rotate == nil)); err != nil {
+		return err
+	}
+	if p.DryRun {
+		if rotate != nil {
+			if err := rotate(ctx, t); err != nil {
+				return err
+			}
+		}
+		rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(live, "none"))
+		return nil
+	}
+
+	defer t.dropBuildTags(context.WithoutCancel(ctx))
+	if err := t.buildAll(ctx); err != nil {
+		return err
+	}
+
+	ctx, unlock, err := t.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	defer func() {
 		if lost := lockLost(ctx); lost != nil && err != nil {
 			err = fmt.Errorf("%w (%v)", lost, err)
 		}
 	}()
-	if err := hostPreflight(p, rep, info); err != nil {
-		return err
+	if rotate != nil {
+		if err := rotate(ctx, t); err != nil {
+			return err
+		}
 	}
-	// Named once the lock is ours: release IDs sort in the order the
-	// releases were deployed.
-	id := newReleaseID(p.Now(), p.Commit)
-
 	prev, err := t.current(ctx)
 	if err != nil {
 		return err
 	}
-	if err := t.checkDrift(ctx, prev); err != nil {
-		return err
+	if prev != live || rotate != nil {
+		// Another deploy went live while this one built, or the rotation
+		// recorded the broker's new password: the secrets are compared
+		// with what is live now.
+		if err := c.run(t.facts(ctx, prev, true)); err != nil {
+			return err
+		}
 	}
-	rel := &Release{ID: id, Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
+	// Named once the lock is ours: release IDs sort in the order the
+	// releases were deployed.
+	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 	res.Release, res.Previous = rel.ID, prev
-	defer func() { res.Status, res.Images = rel.Status, rel.Images }()
+	defer func() { res.Status, res.Shipped = rel.Status, t.shipped }()
 
 	done := rep.Step("images")
-	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
-	rel.Images, err = t.images(bctx, rel)
-	cancel()
+	res.Images, err = t.images(ctx, rel)
 	done(err)
 	if err != nil {
 		return err
@@ -197,7 +195,8 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Re
 	err = t.upload(ctx, rel)
 	done(err)
 	if err != nil {
-		return err
+		t.finish(ctx, rel, StatusFailed, err)
+		return fmt.Errorf("%w; the running version was left as it was", err)
 	}
 
 	if p.Migrate != "" {
@@ -230,36 +229,12 @@ func deployTo(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Re
 	return err
 }
 
-// hostPreflight runs the checks again with the host's memory known, so
-// that the limits are checked against it.
-func hostPreflight(p *Plan, rep Reporter, info system.Info) error {
-	if p.Checks.HostMemory != 0 || info.MemTotal == 0 {
-		return nil
-	}
-	opts := p.Checks
-	opts.HostMemory = info.MemTotal
-	return preflight(p, rep, opts)
-}
-
-// dryRun inspects the host and checks what a deploy would, without the
-// lock: it writes nothing there, not even the project's directory.
-func dryRun(ctx context.Context, p *Plan, h remote.Host, rep Reporter, res *Result) error {
-	t, info, err := inspect(ctx, p, h, rep)
+// localEngine connects this machine's Docker Engine, where images built
+// away from the host land before they are shipped.
+func localEngine() (Engine, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("connect this machine's Docker Engine: %w", err)
 	}
-	defer t.docker.Close()
-	if err := hostPreflight(p, rep, info); err != nil {
-		return err
-	}
-	prev, err := t.current(ctx)
-	if err != nil {
-		return err
-	}
-	if err := t.checkDrift(ctx, prev); err != nil {
-		return err
-	}
-	res.Previous = prev
-	rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(prev, "none"))
-	return nil
+	return c, nil
 }

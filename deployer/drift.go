@@ -35,10 +35,10 @@ func secretHashes(p *types.Project) map[string]SecretHash {
 	return out
 }
 
-// checkDrift compares the init-only secrets with the ones the live release
-// was deployed with; a changed one whose data volume exists stops the
-// deploy (rule rabbitmq-password-drift).
-func (t *target) checkDrift(ctx context.Context, live string) error {
+// drift compares the init-only secrets with the ones the live release was
+// deployed with: the facts for rule rabbitmq-password-drift. Nil when
+// nothing differs.
+func (t *target) drift(ctx context.Context, live string) *checks.HostFacts {
 	if live == "" {
 		return nil
 	}
@@ -49,7 +49,8 @@ func (t *target) checkDrift(ctx context.Context, live string) error {
 	}
 	facts := &checks.HostFacts{}
 	p := t.plan.Project.Compose
-	for name, s := range p.Services {
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
 		for _, key := range initOnlySecrets {
 			old, had := rel.Secrets[name+"/"+key]
 			v, ok := s.Environment[key]
@@ -62,9 +63,7 @@ func (t *target) checkDrift(ctx context.Context, live string) error {
 	if len(facts.ChangedSecrets) == 0 {
 		return nil
 	}
-	opts := t.plan.Checks
-	opts.Host = facts
-	return preflight(t.plan, t.rep, opts)
+	return facts
 }
 
 // dataVolume returns the named volume of a service that exists on the

@@ -329,7 +329,7 @@ func TestDeployOverSSH(t *testing.T) {
 		steps[st.Name] = st.Error == "" && st.Duration > 0
 	}
 	if r.Host != host.User+"@"+host.Addr || r.Release == "" || r.Previous != first[0].Release || r.Status != deployer.StatusLive ||
-		r.Images["api"] == "" || r.Migration != "ran" || r.FailedStep != "" || r.Error != "" || !steps["commit"] || !steps["upload release"] {
+		r.Images["api"].Ref == "" || r.Images["api"].Size <= 0 || r.Migration != "ran" || r.FailedStep != "" || r.Error != "" || !steps["commit"] || !steps["upload release"] {
 		t.Errorf("result %+v, want the new live release after %s, its images, the migration run and the steps", r, first[0].Release)
 	}
 	for _, want := range []string{"migrate (migrate)", "api healthy, "} {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer/build"
 	"github.com/semalink/deploy-action/deployer/ship"
@@ -26,69 +25,73 @@ const (
 	// docker-container://NAME; its images go through this machine's Engine.
 )
 
-// engine is the part of the host's Docker Engine API the image steps use.
-type engine interface {
-	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
-	ImageTag(ctx context.Context, source, target string) error
-	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
-	ImageRemove(ctx context.Context, image string, options image.RemoveOptions) ([]image.DeleteResponse, error)
-}
-
-// images makes sure every service's image is on the host and returns the
-// reference each will run: built ones by a tag derived from their content,
-// pulled ones by theirs. A reference that only changes when the content
-// does keeps a no-op redeploy from recreating anything, and lets a
-// rollback run exactly what ran before.
-func (t *target) images(ctx context.Context, rel *Release) (map[string]string, error) {
+// images makes sure every service's image is on the host, pins it and
+// sets rel.Images to the reference each will run: built ones by a tag
+// derived from their content, pulled ones by theirs. A reference that only
+// changes when the content does keeps a no-op redeploy from recreating
+// anything, and lets a rollback run exactly what ran before.
+//
+// Pinning happens under the lock, where prune cannot remove a tag before
+// the release that uses it is written.
+func (t *target) images(ctx context.Context, rel *Release) (map[string]Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
 	p := t.plan.Project.Compose
-	built, err := t.build(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
-	// The builds' own tags have served once the pinned ones keep the
-	// images (on this machine too, when it built them).
-	defer func() {
-		for _, svc := range p.ServiceNames() {
-			if p.Services[svc].Build == nil {
-				continue
-			}
-			for _, eng := range t.buildEngines {
-				_, _ = eng.ImageRemove(ctx, buildTag(t.plan.Name, svc, rel.ID), image.RemoveOptions{})
-			}
-		}
-		if t.local != nil {
-			t.local.Close()
-		}
-	}()
-	pinned := map[string]string{}
+	rel.Images = map[string]string{}
+	out := map[string]Image{}
 	for _, svc := range p.ServiceNames() {
-		s := p.Services[svc]
-		id, ok := built[svc]
+		id, ok := t.built[svc]
 		if !ok {
-			if id, err = ensureImage(ctx, t.docker, s.Image, t.rep); err != nil {
+			img, err := ensureImage(ctx, t.docker, p.Services[svc].Image, t.rep)
+			if err != nil {
 				return nil, fmt.Errorf("service %s: %w", svc, err)
 			}
+			id = img.ID
 		}
 		ref := fmt.Sprintf("%s-%s:%s", t.plan.Name, strings.ToLower(svc), strings.TrimPrefix(id, "sha256:")[:12])
 		if err := t.docker.ImageTag(ctx, id, ref); err != nil {
 			return nil, fmt.Errorf("service %s: tag %s: %w", svc, ref, err)
 		}
-		pinned[svc] = ref
-		t.rep.Printf("%s: %s", svc, ref)
+		img, err := t.docker.ImageInspect(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc, err)
+		}
+		rel.Images[svc] = ref
+		out[svc] = Image{Ref: ref, ID: img.ID, Size: img.Size}
+		t.rep.Printf("%s: %s (%s)", svc, ref, bytesSize(img.Size))
 	}
-	return pinned, nil
+	// The builds' own tags have served once the pinned ones keep the images.
+	t.dropBuildTags(ctx)
+	return out, nil
 }
 
-// buildTag is what a build names its result until it is pinned.
-func buildTag(project, service, releaseID string) string {
-	return fmt.Sprintf("%s-%s:build-%s", project, strings.ToLower(service), releaseID)
+// builtTag is a tag a build left on an Engine, removed once the image is
+// pinned (or the deploy ends).
+type builtTag struct {
+	eng imageRemover
+	ref string
 }
 
-// build builds every service with build: where the plan says, ships the
-// results to the host when they were built elsewhere, and returns the
-// image ID of each on the host. Services with the same build (an api and
-// its migrate target of one context) are built once.
-func (t *target) build(ctx context.Context, rel *Release) (map[string]string, error) {
+func (t *target) dropBuildTags(ctx context.Context) {
+	for _, b := range t.buildTags {
+		_, _ = b.eng.ImageRemove(ctx, b.ref, image.RemoveOptions{})
+	}
+	t.buildTags = nil
+}
+
+// buildTag is what a build names its result until it is pinned; build
+// is unique to the deploy, so two deploys never share one.
+func buildTag(project, service, build string) string {
+	return fmt.Sprintf("%s-%s:build-%s", project, strings.ToLower(service), build)
+}
+
+// buildAll builds every service with build: where the plan says and ships
+// the results to the host when they were built elsewhere, before the
+// deploy lock: a long build does not hold other deploys back, and what it
+// adds to the host (images) changes nothing that runs. Services with the
+// same build (an api and its migrate target of one context) are built
+// once.
+func (t *target) buildAll(ctx context.Context) error {
 	p := t.plan.Project.Compose
 	var services []string
 	for _, svc := range p.ServiceNames() {
@@ -97,61 +100,75 @@ func (t *target) build(ctx context.Context, rel *Release) (map[string]string, er
 		}
 	}
 	if len(services) == 0 {
-		return nil, nil
+		return nil
 	}
+	done := t.rep.Step("build")
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	err := t.build(ctx, services)
+	done(err)
+	return err
+}
+
+func (t *target) build(ctx context.Context, services []string) error {
+	p := t.plan.Project.Compose
 	b, local, err := t.builder(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.Close()
-	t.buildEngines, t.local = []imageRemover{t.docker}, local
 	if local != nil {
-		t.buildEngines = append(t.buildEngines, local)
+		t.local = local // until the deploy ends: its build tags go once pinned
 	}
 	opts := build.Options{CacheFrom: t.plan.CacheFrom, CacheTo: t.plan.CacheTo, Progress: t.rep.Output(), Mode: "plain"}
 	if t.plan.Progress != nil {
 		opts.Progress, opts.Mode = t.plan.Progress, "auto"
 	}
-	ids := map[string]string{}
+	id := newReleaseID(t.plan.Now(), t.plan.Commit)
+	t.built = map[string]string{}
 	done := map[string]string{} // build config → image ID on the host
 	for _, svc := range services {
-		req, err := buildRequest(t.plan.Project, svc, buildTag(t.plan.Name, svc, rel.ID))
+		tag := buildTag(t.plan.Name, svc, id)
+		req, err := buildRequest(t.plan.Project, svc, tag)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		key, _ := json.Marshal(p.Services[svc].Build)
 		if id, ok := done[string(key)]; ok {
-			ids[svc] = id
+			t.built[svc] = id
 			continue
 		}
 		res, err := b.Build(ctx, req, opts)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		id := res.ImageID
-		if local != nil && !t.plan.Local {
-			id, err = t.ship(ctx, local, req.Tag)
-			if err != nil {
-				return nil, fmt.Errorf("ship %s: %w", svc, err)
+		imageID := res.ImageID
+		if local == nil || t.plan.Local {
+			t.buildTags = append(t.buildTags, builtTag{t.docker, tag})
+		} else {
+			t.buildTags = append(t.buildTags, builtTag{local, tag})
+			if imageID, err = t.ship(ctx, local, tag); err != nil {
+				return fmt.Errorf("ship %s: %w", svc, err)
 			}
+			t.buildTags = append(t.buildTags, builtTag{t.docker, tag})
 		}
-		ids[svc], done[string(key)] = id, id
+		t.built[svc], done[string(key)] = imageID, imageID
 	}
-	return ids, nil
+	return nil
 }
 
 // builder connects the BuildKit the plan names. For a builder other than
 // the host's, it also returns this machine's Engine, where the images land
 // before they are shipped.
-func (t *target) builder(ctx context.Context) (*build.Builder, *client.Client, error) {
+func (t *target) builder(ctx context.Context) (*build.Builder, Engine, error) {
 	switch t.plan.Builder {
 	case "", BuilderHost:
 		b, err := build.Engine(ctx, t.docker, build.WithName("the BuildKit of "+t.host.Name()))
 		return b, nil, err
 	}
-	local, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	local, err := localEngine()
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect this machine's Docker Engine: %w", err)
+		return nil, nil, err
 	}
 	var b *build.Builder
 	if t.plan.Builder == BuilderLocal {
@@ -168,7 +185,7 @@ func (t *target) builder(ctx context.Context) (*build.Builder, *client.Client, e
 
 // ship sends an image built on this machine to the host: only the layers
 // the host lacks cross the connection.
-func (t *target) ship(ctx context.Context, local *client.Client, ref string) (string, error) {
+func (t *target) ship(ctx context.Context, local Engine, ref string) (string, error) {
 	var last time.Time
 	stats, err := ship.Ship(ctx, local, t.docker, ref, ship.Options{Progress: func(p ship.Progress) {
 		if time.Since(last) < 2*time.Second {
@@ -177,6 +194,7 @@ func (t *target) ship(ctx context.Context, local *client.Client, ref string) (st
 		last = time.Now()
 		t.rep.Printf("%s: sent %s of about %s, %s/s, %s left", ref, bytesSize(p.Sent), bytesSize(p.Total), bytesSize(int64(p.Rate)), p.Left.Round(time.Second))
 	}})
+	t.shipped += stats.Sent
 	if err != nil {
 		return "", err
 	}
@@ -238,28 +256,28 @@ func buildRequest(proj *project.Project, svc, tag string) (build.Request, error)
 	return req, nil
 }
 
-// ensureImage returns the ID of ref on the host, pulling it when missing.
-func ensureImage(ctx context.Context, eng engine, ref string, rep Reporter) (string, error) {
+// ensureImage returns ref as the host has it, pulling it when missing.
+func ensureImage(ctx context.Context, eng Engine, ref string, rep Reporter) (image.InspectResponse, error) {
 	if ref == "" {
-		return "", errors.New("no image and no build: give the service image: or build:")
+		return image.InspectResponse{}, errors.New("no image and no build: give the service image: or build:")
 	}
 	if img, err := eng.ImageInspect(ctx, ref); err == nil {
-		return img.ID, nil
+		return img, nil
 	}
 	rep.Printf("pulling %s", ref)
 	rc, err := eng.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
-		return "", fmt.Errorf("pull %s: %w (the host must reach the registry; for a private one run docker login on the host)", ref, err)
+		return image.InspectResponse{}, fmt.Errorf("pull %s: %w (the host must reach the registry; for a private one run docker login on the host)", ref, err)
 	}
 	defer rc.Close()
 	if err := readStream(rc); err != nil {
-		return "", fmt.Errorf("pull %s: %w", ref, err)
+		return image.InspectResponse{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	img, err := eng.ImageInspect(ctx, ref)
 	if err != nil {
-		return "", fmt.Errorf("pull %s: %w", ref, err)
+		return image.InspectResponse{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	return img.ID, nil
+	return img, nil
 }
 
 // readStream reads the Engine's JSON message stream to its end, returning

@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +50,8 @@ type Plan struct {
 	Root    string   // the deployer directory on the host; default /srv/deployer
 	Now     func() time.Time
 
-	warned map[string]bool // preflight warnings already shown
+	// connect reaches a host; nil: over SSH. The tests' fakes come in here.
+	connect func(context.Context, remote.Config) (Host, func() error, error)
 }
 
 // Defaults for the Plan's durations and sizes.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/semalink/deploy-action/checks"
 )
 
 // redact wraps a Reporter so that no secret value reaches it, whatever
@@ -76,6 +78,11 @@ func (x *redactor) Printf(format string, args ...any) {
 
 func (x *redactor) Warnf(format string, args ...any) {
 	x.r.Warnf("%s", x.rep.Replace(fmt.Sprintf(format, args...)))
+}
+
+func (x *redactor) Finding(f checks.Finding, failing bool) {
+	f.Message, f.Fix = x.rep.Replace(f.Message), x.rep.Replace(f.Fix)
+	x.r.Finding(f, failing)
 }
 
 // Output redacts line by line, so a secret split across writes is still

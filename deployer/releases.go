@@ -1,10 +1,6 @@
 package deployer
 
-import (
-	"context"
-
-	"github.com/semalink/deploy-action/deployer/remote"
-)
+import "context"
 
 // HostReleases is the release history of one host, oldest first.
 type HostReleases struct {
@@ -21,7 +17,7 @@ func Releases(ctx context.Context, plan *Plan, rep Reporter) ([]HostReleases, er
 		return nil, err
 	}
 	var out []HostReleases
-	err := eachHost(ctx, p, rep, nil, func(h remote.Host) error {
+	err := eachHost(ctx, p, rep, nil, func(h Host) error {
 		t := &target{plan: p, host: h, rep: rep}
 		cur, err := t.current(ctx)
 		if err != nil {

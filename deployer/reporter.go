@@ -1,17 +1,17 @@
 package deployer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/semalink/deploy-action/checks"
 )
 
 // Reporter is where the pipeline's progress goes: plain text on a
-// terminal, log groups and annotations in GitHub Actions, JSON lines in
-// the webhook server.
+// terminal, log groups and annotations in GitHub Actions.
 type Reporter interface {
 	// Step starts a step; the returned func ends it with its outcome.
 	Step(name string) func(err error)
@@ -19,11 +19,16 @@ type Reporter interface {
 	Printf(format string, args ...any)
 	// Warnf writes a warning the user should act on.
 	Warnf(format string, args ...any)
+	// Finding is one finding of the preflight checks, at the warning
+	// level or above, each once per run. Failing ones also end the run
+	// with a *CheckFailed that lists them.
+	Finding(f checks.Finding, failing bool)
 	// Output is where a command's own output (a migration's) is streamed.
 	Output() io.Writer
 }
 
-// TextReporter writes progress for a person.
+// TextReporter writes progress for a person: steps, lines and warnings
+// as they come; failing findings come in the error that ends the run.
 type TextReporter struct {
 	W   io.Writer
 	mu  sync.Mutex
@@ -55,7 +60,12 @@ func (r *TextReporter) Step(name string) func(error) {
 
 func (r *TextReporter) Printf(format string, args ...any) { r.line("    "+format, args...) }
 func (r *TextReporter) Warnf(format string, args ...any)  { r.line("    warning: "+format, args...) }
-func (r *TextReporter) Output() io.Writer                 { return &prefixWriter{r: r, prefix: "    | "} }
+func (r *TextReporter) Finding(f checks.Finding, failing bool) {
+	if !failing {
+		r.line("    warning: %s: %s [%s]", f.Pos, f.Message, f.Rule)
+	}
+}
+func (r *TextReporter) Output() io.Writer { return &prefixWriter{r: r, prefix: "    | "} }
 
 func (r *TextReporter) line(format string, args ...any) {
 	r.mu.Lock()
@@ -79,52 +89,6 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 		p.r.line("%s%s", p.prefix, p.buf[:i])
 		p.buf = p.buf[i+1:]
-	}
-	return len(b), nil
-}
-
-// JSONReporter writes one JSON object per event, for machines.
-type JSONReporter struct {
-	W  io.Writer
-	mu sync.Mutex
-}
-
-var _ Reporter = (*JSONReporter)(nil)
-
-func (r *JSONReporter) emit(v map[string]any) {
-	v["time"] = time.Now().UTC().Format(time.RFC3339Nano)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_ = json.NewEncoder(r.W).Encode(v)
-}
-
-func (r *JSONReporter) Step(name string) func(error) {
-	start := time.Now()
-	r.emit(map[string]any{"event": "step", "step": name})
-	return func(err error) {
-		ev := map[string]any{"event": "step-done", "step": name, "seconds": time.Since(start).Seconds()}
-		if err != nil {
-			ev["error"] = err.Error()
-		}
-		r.emit(ev)
-	}
-}
-
-func (r *JSONReporter) Printf(format string, args ...any) {
-	r.emit(map[string]any{"event": "info", "message": fmt.Sprintf(format, args...)})
-}
-
-func (r *JSONReporter) Warnf(format string, args ...any) {
-	r.emit(map[string]any{"event": "warning", "message": fmt.Sprintf(format, args...)})
-}
-
-func (r *JSONReporter) Output() io.Writer { return jsonOutput{r} }
-
-type jsonOutput struct{ r *JSONReporter }
-
-func (o jsonOutput) Write(b []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		o.r.emit(map[string]any{"event": "output", "line": l})
 	}
 	return len(b), nil
 }

@@ -8,18 +8,26 @@ import (
 // Result is how a deploy went on one host: what a front door outputs
 // (the Action's outputs, `deploy --format json`, the server's records).
 type Result struct {
-	Host     string            `json:"host"`
-	Release  string            `json:"release,omitempty"`  // the new release's ID, once named
-	Previous string            `json:"previous,omitempty"` // the release that was live before
-	Status   Status            `json:"status,omitempty"`   // how the new release ended (pending: the deploy stopped before it was complete); "" when none was made
-	DryRun   bool              `json:"dry_run,omitempty"`
-	Images   map[string]string `json:"images,omitempty"` // service → the image it runs
+	Host     string           `json:"host"`
+	Release  string           `json:"release,omitempty"`  // the new release's ID, once named
+	Previous string           `json:"previous,omitempty"` // the release that was live before
+	Status   Status           `json:"status,omitempty"`   // how the new release ended (pending: the deploy stopped before it was complete); "" when none was made
+	DryRun   bool             `json:"dry_run,omitempty"`
+	Images   map[string]Image `json:"images,omitempty"` // service → the image it runs
+	Shipped  int64            `json:"bytes_shipped"`    // image layers sent to the host (0 when it built them itself)
 	// Migration is "ran", "skipped" (unchanged since the live release) or
 	// "" (no migration service, or not reached).
 	Migration  string       `json:"migration,omitempty"`
 	Steps      []StepResult `json:"steps"`
 	FailedStep string       `json:"failed_step,omitempty"` // the first step that failed
 	Error      string       `json:"error,omitempty"`       // why it failed, secrets redacted
+}
+
+// Image is the image a service of a release runs on the host.
+type Image struct {
+	Ref  string `json:"ref"`  // the pinned reference: PROJECT-SERVICE:<12 hex of the ID>
+	ID   string `json:"id"`   // sha256:…
+	Size int64  `json:"size"` // bytes, as the host's Engine counts them
 }
 
 // StepResult is one step's outcome.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-
-	"github.com/semalink/deploy-action/deployer/remote"
 )
 
 // rollback brings the previous release back after a failed start.
@@ -48,8 +46,8 @@ func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
 		return err
 	}
 	rep = redact(rep, p.Secrets)
-	return eachHost(ctx, p, rep, nil, func(h remote.Host) (err error) {
-		ctx, t, _, end, err := session(ctx, p, h, rep)
+	return eachHost(ctx, p, rep, nil, func(h Host) (err error) {
+		ctx, t, end, err := session(ctx, p, h, rep)
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/semalink/deploy-action/deployer/remote"
 )
 
 var _ execer = (*client.Client)(nil)
@@ -71,15 +70,17 @@ func RotateRabbitMQPassword(ctx context.Context, plan *Plan, opts RotateOptions,
 		secrets = append(secrets, b.password)
 	}
 	rep = redact(rep, secrets)
-	if err := preflight(p, rep, p.Checks); err != nil {
-		return err
-	}
-	return eachHost(ctx, p, rep, nil, func(h remote.Host) error {
-		if err := rotateOn(ctx, p, h, brokers, opts, rep); err != nil || p.DryRun {
-			return err
-		}
-		err := deployTo(ctx, p, h, rep, &Result{})
-		if err != nil && !opts.WipeData {
+	c := newChecker(p, rep)
+	return eachHost(ctx, p, rep, nil, func(h Host) error {
+		rotated := false
+		err := deployTo(ctx, p, c, h, rep, &Result{}, func(ctx context.Context, t *target) error {
+			if err := t.rotate(ctx, brokers, opts); err != nil {
+				return err
+			}
+			rotated = !p.DryRun
+			return nil
+		})
+		if err != nil && rotated && !opts.WipeData {
 			return &RotatedButNotDeployed{Host: h.Name(), Brokers: brokers, Err: err}
 		}
 		return err
@@ -145,23 +146,9 @@ func rabbitMQServices(p *types.Project) ([]RabbitMQ, error) {
 	return out, nil
 }
 
-// rotateOn brings each broker on one host to its new password, under the
-// deploy lock, which it releases for the deploy that follows.
-func rotateOn(ctx context.Context, p *Plan, h remote.Host, brokers []RabbitMQ, opts RotateOptions, rep Reporter) (err error) {
-	var t *target
-	if p.DryRun {
-		// Nothing is written on the host, the lock included.
-		if t, _, err = inspect(ctx, p, h, rep); err != nil {
-			return err
-		}
-		defer t.docker.Close()
-	} else {
-		var end func()
-		if ctx, t, _, end, err = session(ctx, p, h, rep); err != nil {
-			return err
-		}
-		defer end()
-	}
+// rotate brings each broker on the host to its new password; the deploy
+// holds the lock (in a dry run it only says what it would do).
+func (t *target) rotate(ctx context.Context, brokers []RabbitMQ, opts RotateOptions) error {
 	live, err := t.current(ctx)
 	if err != nil {
 		return err

@@ -14,58 +14,64 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/system"
 	"github.com/semalink/deploy-action/deployer/compose"
 	"github.com/semalink/deploy-action/deployer/remote"
 )
 
 // inspect connects the Engine API and compose on the host and reads the
-// host's facts.
-func inspect(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (*target, system.Info, error) {
+// host's facts. Close the target when done.
+func inspect(ctx context.Context, p *Plan, h Host, rep Reporter) (*target, error) {
 	done := rep.Step("inspect " + h.Name())
-	t, info, err := func() (*target, system.Info, error) {
+	t, err := func() (*target, error) {
 		ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
 		defer cancel()
-		docker, err := h.Docker(ctx)
+		docker, err := h.Engine(ctx)
 		if err != nil {
-			return nil, system.Info{}, err
+			return nil, err
 		}
 		info, err := docker.Info(ctx)
 		if err != nil {
 			docker.Close()
-			return nil, info, fmt.Errorf("docker info: %w", err)
+			return nil, fmt.Errorf("docker info: %w", err)
 		}
 		command, version, warning, err := compose.Detect(ctx, h)
 		if err != nil {
 			docker.Close()
-			return nil, info, err
+			return nil, err
 		}
 		if warning != "" {
 			rep.Warnf("%s", warning)
 		}
 		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesHuman(info.MemTotal), info.Driver)
-		t := &target{plan: p, host: h, docker: docker, rep: rep,
-			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}
-		return t, info, nil
+		return &target{plan: p, host: h, docker: docker, rep: rep, memory: info.MemTotal,
+			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}, nil
 	}()
 	done(err)
-	return t, info, err
+	return t, err
+}
+
+// close ends the target's Engine connections.
+func (t *target) close() {
+	t.docker.Close()
+	if t.local != nil {
+		t.local.Close()
+	}
 }
 
 // session inspects the host and takes the project's deploy lock; end
 // releases the lock and the Engine connection. The context it returns is
 // cancelled, with errLockLost as its cause, if the lock is lost before
 // end: whatever the session does from then on stops.
-func session(ctx context.Context, p *Plan, h remote.Host, rep Reporter) (_ context.Context, t *target, info system.Info, end func(), err error) {
-	if t, info, err = inspect(ctx, p, h, rep); err != nil {
-		return ctx, nil, info, nil, err
+func session(ctx context.Context, p *Plan, h Host, rep Reporter) (_ context.Context, t *target, end func(), err error) {
+	if t, err = inspect(ctx, p, h, rep); err != nil {
+		return ctx, nil, nil, err
 	}
 	ctx, unlock, err := t.lock(ctx)
 	if err != nil {
-		t.docker.Close()
-		return ctx, nil, info, nil, err
+		t.close()
+		return ctx, nil, nil, err
 	}
-	return ctx, t, info, func() { unlock(); t.docker.Close() }, nil
+	return ctx, t, func() { unlock(); t.close() }, nil
 }
 
 // errLockLost is why a session's context ends when its lock is lost.

@@ -11,7 +11,7 @@ import (
 
 // upload writes the release: compose.yaml and .env in its directory (both
 // 0600: they hold the resolved environment), the bind-mounted files of the
-// project (0644: a container's own user reads them) under files/, and
+// project (0644: a container's own user reads them) under files/, after
 // release.json.
 func (t *target) upload(ctx context.Context, rel *Release) error {
 	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
@@ -25,6 +25,11 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 		rel.Migration = migrationID(t.plan.Project.Compose, t.plan.Migrate, rel.Images[t.plan.Migrate])
 	}
 	rel.Services = t.healthServices(ctx, rel.Images)
+	// First, so that a release cut short here is on record: failed, or
+	// interrupted when the deploy could not say so.
+	if err := t.writeRelease(ctx, rel); err != nil {
+		return err
+	}
 	for _, name := range slices.Sorted(maps.Keys(b.files)) {
 		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
 		if err := t.host.WriteFile(ctx, path.Join(t.plan.projectDir(), name), b.files[name], 0o644); err != nil {
@@ -41,7 +46,7 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 			return fmt.Errorf("upload %s: %w", name, err)
 		}
 	}
-	return t.writeRelease(ctx, rel)
+	return nil
 }
 
 func appendUnique(list []string, s string) []string {

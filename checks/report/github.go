@@ -19,32 +19,37 @@ func GitHub(w io.Writer, fs []checks.Finding, o Options) error {
 	fs = resolved(fs)
 	var b bytes.Buffer
 	for _, f := range fs {
-		if f.Suppressed != nil {
-			continue
+		if f.Suppressed == nil {
+			b.WriteString(Annotation(f, command(f.Severity)) + "\n")
 		}
-		var props []string
-		if f.Pos.File != "" {
-			props = append(props, "file="+escapeProperty(f.Pos.File))
-			if f.Pos.Line > 0 {
-				props = append(props, "line="+strconv.Itoa(f.Pos.Line))
-				if f.Pos.Column > 0 {
-					props = append(props, "col="+strconv.Itoa(f.Pos.Column))
-				}
-			}
-		}
-		title := f.Rule
-		if f.Service != "" {
-			title += " (" + f.Service + ")"
-		}
-		props = append(props, "title="+escapeProperty(title))
-		msg := f.Message
-		if f.Fix != "" {
-			msg += "\nfix: " + f.Fix
-		}
-		b.WriteString("::" + command(f.Severity) + " " + strings.Join(props, ",") + "::" + escapeData(msg) + "\n")
 	}
 	b.WriteString(count(fs, o.Strict).String() + "\n")
 	return flush(w, "github", &b)
+}
+
+// Annotation is one finding as a workflow command line (without its
+// newline): level is error, warning or notice.
+func Annotation(f checks.Finding, level string) string {
+	var props []string
+	if f.Pos.File != "" {
+		props = append(props, "file="+escapeProperty(f.Pos.File))
+		if f.Pos.Line > 0 {
+			props = append(props, "line="+strconv.Itoa(f.Pos.Line))
+			if f.Pos.Column > 0 {
+				props = append(props, "col="+strconv.Itoa(f.Pos.Column))
+			}
+		}
+	}
+	title := f.Rule
+	if f.Service != "" {
+		title += " (" + f.Service + ")"
+	}
+	props = append(props, "title="+escapeProperty(title))
+	msg := f.Message
+	if f.Fix != "" {
+		msg += "\nfix: " + f.Fix
+	}
+	return "::" + level + " " + strings.Join(props, ",") + "::" + escapeData(msg)
 }
 
 // command is the workflow command for a severity.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/checks/report"
 	"github.com/semalink/deploy-action/deployer"
 	"github.com/sethvargo/go-githubactions"
 	"github.com/spf13/cobra"
@@ -127,6 +129,15 @@ func (r *actionReporter) Printf(format string, args ...any) {
 }
 
 func (r *actionReporter) Warnf(format string, args ...any) { r.gha.Warningf(format, args...) }
+
+// Finding is an annotation on the file and line it is about.
+func (r *actionReporter) Finding(f checks.Finding, failing bool) {
+	level := "warning"
+	if failing {
+		level = "error"
+	}
+	fmt.Fprintln(r.w, report.Annotation(f, level))
+}
 
 // Output is where a command's own output goes: untrusted, so no line of it
 // may run a workflow command.

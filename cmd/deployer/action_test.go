@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/checks/project"
+	"github.com/sethvargo/go-githubactions"
 )
 
 func TestActionCheck(t *testing.T) {
@@ -74,5 +78,20 @@ func TestCommandSafe(t *testing.T) {
 		if got := commandSafe(tc.in); got != tc.want {
 			t.Errorf("commandSafe(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A finding of the deploy's checks is an annotation on its file and line.
+func TestActionReporterFinding(t *testing.T) {
+	var b strings.Builder
+	r := &actionReporter{gha: githubactions.New(githubactions.WithWriter(&b)), w: &b}
+	f := checks.Finding{Rule: "limits-missing", Service: "api", Pos: project.Position{File: "deploy/compose.yaml", Line: 12, Column: 5},
+		Message: "api has no memory limit", Fix: "set deploy.resources.limits.memory"}
+	r.Finding(f, false)
+	r.Finding(f, true)
+	want := "::warning file=deploy/compose.yaml,line=12,col=5,title=limits-missing (api)::api has no memory limit%0Afix: set deploy.resources.limits.memory\n" +
+		"::error file=deploy/compose.yaml,line=12,col=5,title=limits-missing (api)::api has no memory limit%0Afix: set deploy.resources.limits.memory\n"
+	if b.String() != want {
+		t.Errorf("annotations:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

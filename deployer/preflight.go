@@ -1,0 +1,73 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/semalink/deploy-action/checks"
+)
+
+// CheckFailed is a deploy stopped by preflight findings.
+type CheckFailed struct{ Findings []checks.Finding }
+
+func (e *CheckFailed) Error() string {
+	var msgs []string
+	for _, f := range e.Findings {
+		msgs = append(msgs, fmt.Sprintf("%s: %s [%s]\n  fix: %s", f.Pos, f.Message, f.Rule, f.Fix))
+	}
+	return fmt.Sprintf("preflight checks failed; nothing on the host changed:\n%s", strings.Join(msgs, "\n"))
+}
+
+// checker runs the preflight checks of one deploy, on each host with that
+// host's facts, and passes each finding to the Reporter once however many
+// hosts see it.
+type checker struct {
+	p     *Plan
+	rep   Reporter
+	shown map[string]bool
+}
+
+func newChecker(p *Plan, rep Reporter) *checker {
+	return &checker{p: p, rep: rep, shown: map[string]bool{}}
+}
+
+// run checks the project; findings at the failing level (errors, and
+// warnings with Strict) stop the deploy before anything changes.
+func (c *checker) run(opts checks.Options) error {
+	done := c.rep.Step("preflight checks")
+	var failing []checks.Finding
+	for _, f := range checks.Run(c.p.Project, opts) {
+		if f.Suppressed != nil || f.Severity < checks.Warning {
+			continue
+		}
+		fails := f.Severity == checks.Error || c.p.Strict
+		if fails {
+			failing = append(failing, f)
+		}
+		if key := fmt.Sprint(f.Pos, f.Rule, f.Message); !c.shown[key] {
+			c.shown[key] = true
+			c.rep.Finding(f, fails)
+		}
+	}
+	if len(failing) > 0 {
+		done(fmt.Errorf("%d finding(s) at the failing level", len(failing)))
+		return &CheckFailed{Findings: failing}
+	}
+	done(nil)
+	return nil
+}
+
+// facts are the check options with what is known of the host: its memory
+// (unless the operator gave one) and, with drift, the init-only secrets
+// that differ from the live release's.
+func (t *target) facts(ctx context.Context, live string, drift bool) checks.Options {
+	opts := t.plan.Checks
+	if opts.HostMemory == 0 {
+		opts.HostMemory = t.memory // over x-deployer's host-memory, a guess for `check`
+	}
+	if drift {
+		opts.Host = t.drift(ctx, live)
+	}
+	return opts
+}
