@@ -35,7 +35,7 @@ func Run(ctx context.Context, plan *Plan, rep Reporter) ([]Result, error) {
 		return nil, configError(err)
 	}
 	rep = redact(rep, p.Secrets)
-	c := newChecker(p, rep)
+	c := newChecker(p)
 	var results []Result
 	unreached := func(name string, err error) {
 		results = append(results, Result{Host: name, DryRun: p.DryRun, FailedStep: "connect to " + name, Error: Redact(err.Error(), p.Secrets)})
@@ -108,44 +108,54 @@ func (t *target) cli(id string) compose.CLI {
 	return c
 }
 
-// rotation is what a rotate does on a host once the deploy lock is held
-// and before the release is made (RotateRabbitMQPassword); in a dry run,
-// without the lock, it only says what it would do.
-type rotation func(ctx context.Context, t *target) error
+// rotation is what a rotate does around its deploy
+// (RotateRabbitMQPassword).
+type rotation interface {
+	// prepare runs before the build: it reads, says what will change and
+	// asks; in a dry run it is all that happens.
+	prepare(ctx context.Context, t *target) error
+	// apply runs under the lock, once the images are pinned.
+	apply(ctx context.Context, t *target) error
+}
 
 // deployTo deploys to one host, filling res as it goes.
 //
 // In order: inspect the host (its facts), check the project once with
-// them, build, take the lock, make and upload the release, migrate, start
-// it and wait for health, then commit it or roll back. Nothing on the host
-// changes before the lock but the images the build adds.
-func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, res *Result, rotate rotation) (err error) {
+// them, build, take the lock, pin the images, make and upload the release,
+// migrate, start it and wait for health, then commit it or roll back.
+// Nothing on the host changes before the lock but the images the build
+// adds.
+func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, res *Result, rot rotation) (err error) {
 	t, err := inspect(ctx, p, h, rep)
 	if err != nil {
 		return err
 	}
 	defer t.close()
+	defer func() { res.Shipped = t.shipped }()
 	live, err := t.current(ctx)
 	if err != nil {
 		return err
 	}
 	res.Previous = live
-	// A rotation changes the broker's password before the release is made:
-	// the drift it fixes is checked once it has run.
-	if err := c.run(t.facts(ctx, live, rotate == nil)); err != nil {
+	// The drift a rotation is about to fix is checked once it has run.
+	if err := c.run(rep, t.facts(ctx, live, rot == nil)); err != nil {
 		return err
 	}
-	if p.DryRun {
-		if rotate != nil {
-			if err := rotate(ctx, t); err != nil {
-				return err
-			}
+	if rot != nil {
+		if err := rot.prepare(ctx, t); err != nil {
+			return err
 		}
+	}
+	if p.DryRun {
 		rep.Printf("dry run: would deploy %s to %s (live release: %s); nothing changed", p.Name, h.Name(), cmp.Or(live, "none"))
 		return nil
 	}
 
-	defer t.dropBuildTags(context.WithoutCancel(ctx))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
+		defer cancel()
+		t.dropBuildTags(ctx)
+	}()
 	if err := t.buildAll(ctx); err != nil {
 		return err
 	}
@@ -160,20 +170,14 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 			err = fmt.Errorf("%w (%v)", lost, err)
 		}
 	}()
-	if rotate != nil {
-		if err := rotate(ctx, t); err != nil {
-			return err
-		}
-	}
 	prev, err := t.current(ctx)
 	if err != nil {
 		return err
 	}
-	if prev != live || rotate != nil {
-		// Another deploy went live while this one built, or the rotation
-		// recorded the broker's new password: the secrets are compared
-		// with what is live now.
-		if err := c.run(t.facts(ctx, prev, true)); err != nil {
+	if rot == nil {
+		// Another deploy may have gone live, or a rotation recorded a new
+		// password, while this one built.
+		if err := t.recheckDrift(ctx, c, rep, prev); err != nil {
 			return err
 		}
 	}
@@ -182,13 +186,21 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 	res.Release, res.Previous = rel.ID, prev
-	defer func() { res.Status, res.Shipped = rel.Status, t.shipped }()
+	defer func() { res.Status = rel.Status }()
 
 	done := rep.Step("images")
 	res.Images, err = t.images(ctx, rel)
 	done(err)
 	if err != nil {
 		return err
+	}
+	if rot != nil {
+		if err := rot.apply(ctx, t); err != nil {
+			return err
+		}
+		if err := t.recheckDrift(ctx, c, rep, prev); err != nil {
+			return err
+		}
 	}
 
 	done = rep.Step("upload release")

@@ -42,6 +42,8 @@ func (t *target) drift(ctx context.Context, live string) *checks.HostFacts {
 	if live == "" {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
 	rel, err := t.readRelease(ctx, live)
 	if err != nil {
 		t.rep.Warnf("cannot compare secrets with the live release: %v", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -34,9 +35,13 @@ import (
 type fakeHost struct {
 	mu     sync.Mutex
 	files  map[string][]byte
+	perms  map[string]fs.FileMode
 	links  map[string]string
 	eng    *fakeEngine
-	locked int // locks taken
+	locked int  // locks taken
+	held   bool // the lock is held: nothing changes on the host otherwise
+	// onLock runs as the lock is taken: what another deploy did meanwhile.
+	onLock func(*fakeHost)
 	// migrate is what the migration does: nil succeeds.
 	migrate error
 	ran     []string // compose subcommands run: "up RELEASE", "run SERVICE"
@@ -45,20 +50,23 @@ type fakeHost struct {
 }
 
 func newFakeHost() *fakeHost {
-	return &fakeHost{files: map[string][]byte{}, links: map[string]string{}, eng: newFakeEngine(), fail: map[string]error{}}
+	return &fakeHost{files: map[string][]byte{}, perms: map[string]fs.FileMode{}, links: map[string]string{}, eng: newFakeEngine(), fail: map[string]error{}}
 }
 
 func (h *fakeHost) Name() string { return "fake@droplet:22" }
 
 func (h *fakeHost) Engine(context.Context) (Engine, error) { return h.eng, nil }
 
-func (h *fakeHost) WriteFile(_ context.Context, p string, data []byte, _ fs.FileMode) error {
+func (h *fakeHost) WriteFile(_ context.Context, p string, data []byte, perm fs.FileMode) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.fail["write "+path.Base(p)]; err != nil {
 		return err
 	}
-	h.files[p] = slices.Clone(data)
+	if !h.held {
+		return fmt.Errorf("fake host: %s written without the deploy lock", p)
+	}
+	h.files[p], h.perms[p] = slices.Clone(data), perm
 	return nil
 }
 
@@ -81,13 +89,7 @@ func (h *fakeHost) Output(_ context.Context, args ...string) ([]byte, error) {
 		}
 	case len(args) == 3 && args[0] == "ls" && args[1] == "-1":
 		var names []string
-		for _, p := range slices.Sorted(func(yield func(string) bool) {
-			for p := range h.files {
-				if !yield(p) {
-					return
-				}
-			}
-		}) {
+		for _, p := range slices.Sorted(maps.Keys(h.files)) {
 			if rest, ok := strings.CutPrefix(p, args[2]+"/"); ok {
 				names = appendUnique(names, strings.SplitN(rest, "/", 2)[0])
 			}
@@ -95,6 +97,8 @@ func (h *fakeHost) Output(_ context.Context, args ...string) ([]byte, error) {
 		if len(names) > 0 {
 			return []byte(strings.Join(names, "\n") + "\n"), nil
 		}
+		// A directory exists here only with files in it.
+		return nil, &remote.ExitError{Args: args, Code: 2, Stderr: "ls: cannot access '" + args[2] + "': No such file or directory"}
 	default:
 		return nil, fmt.Errorf("fake host: unexpected command %q", args)
 	}
@@ -107,6 +111,9 @@ func (h *fakeHost) Run(ctx context.Context, c remote.Cmd) error {
 	defer h.mu.Unlock()
 	if err := h.fail[a[0]]; err != nil {
 		return err
+	}
+	if !h.held && !slices.Equal(a, []string{"docker", "compose", "version", "--short"}) {
+		return fmt.Errorf("fake host: %q run without the deploy lock", a)
 	}
 	switch {
 	case len(a) == 4 && a[0] == "ln" && a[1] == "-sfn":
@@ -168,21 +175,39 @@ func (h *fakeHost) compose(_ context.Context, a []string, stdout io.Writer) erro
 
 func (h *fakeHost) Lock(context.Context, string, []byte, time.Duration, func([]byte)) (remote.Unlocker, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	if h.held {
+		h.mu.Unlock()
+		return nil, errors.New("fake host: the lock is taken twice")
+	}
 	h.locked++
-	return fakeLock{}, nil
+	h.held = true
+	onLock := h.onLock
+	h.mu.Unlock()
+	if onLock != nil {
+		onLock(h)
+	}
+	return fakeLock{h}, nil
 }
 
-type fakeLock struct{}
+type fakeLock struct{ h *fakeHost }
 
-func (fakeLock) Unlock() error         { return nil }
+func (l fakeLock) Unlock() error {
+	l.h.mu.Lock()
+	defer l.h.mu.Unlock()
+	l.h.held = false
+	return nil
+}
+
 func (fakeLock) Lost() <-chan struct{} { return nil }
 
 // current is the release current points at, "" for none.
 func (h *fakeHost) current(root string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return path.Base(h.links[path.Join(root, "current")])
+	if to, ok := h.links[path.Join(root, "current")]; ok {
+		return path.Base(to)
+	}
+	return ""
 }
 
 // fakeEngine holds images and containers. Services whose image is in
@@ -284,17 +309,33 @@ func (e *fakeEngine) up(project string, rel *Release) {
 	}
 }
 
-// running is the images of the running service containers, by service.
-func (e *fakeEngine) running() map[string]string {
+// running is the images of the running service containers, by service;
+// with all, of the stopped ones too.
+func (e *fakeEngine) running(all ...bool) map[string]string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := map[string]string{}
 	for _, c := range e.ctrs {
-		if e.states[c.ID].Running {
+		if e.states[c.ID].Running || len(all) > 0 && all[0] {
 			out[c.Labels["com.docker.compose.service"]] = c.Image
 		}
 	}
 	return out
+}
+
+// ImageList lists the tags that match a reference filter.
+func (e *fakeEngine) ImageList(_ context.Context, o image.ListOptions) ([]image.Summary, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []image.Summary
+	for ref, img := range e.images {
+		for _, pattern := range o.Filters.Get("reference") {
+			if ok, _ := path.Match(pattern, ref); ok {
+				out = append(out, image.Summary{ID: img.ID, RepoTags: []string{ref}})
+			}
+		}
+	}
+	return out, nil
 }
 
 func (e *fakeEngine) ContainerList(_ context.Context, o container.ListOptions) ([]container.Summary, error) {
@@ -381,7 +422,21 @@ func fakePlan(t *testing.T, dir string, h *fakeHost, env ...string) *Plan {
 	return p
 }
 
-var (
-	errFake          = errors.New("fake failure")
-	imagePullOptions image.PullOptions
-)
+var errFake = errors.New("fake failure")
+
+func (e *fakeEngine) ContainerStop(_ context.Context, id string, _ container.StopOptions) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.states[id] = container.State{Status: container.StateExited}
+	return nil
+}
+
+func (e *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.vols[name] {
+		return cerrdefs.ErrNotFound.WithMessage("no such volume: " + name)
+	}
+	delete(e.vols, name)
+	return nil
+}

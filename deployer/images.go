@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer/build"
@@ -85,6 +86,38 @@ func buildTag(project, service, build string) string {
 	return fmt.Sprintf("%s-%s:build-%s", project, strings.ToLower(service), build)
 }
 
+// removeStaleBuildTags removes the build tags of deploys that ended
+// before pinning them (killed, or cut off): under the lock, those older
+// than any deploy still building or waiting for the lock can be.
+func (t *target) removeStaleBuildTags(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+	defer cancel()
+	p := t.plan.Project.Compose
+	stale := t.plan.Now().Add(-(buildTimeout + t.plan.LockTimeout + time.Hour)) // an hour for clocks that differ
+	for _, svc := range p.ServiceNames() {
+		if p.Services[svc].Build == nil {
+			continue
+		}
+		list, err := t.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", buildTag(t.plan.Name, svc, "*")))})
+		if err != nil {
+			t.rep.Warnf("list old build tags: %v", err)
+			return
+		}
+		for _, img := range list {
+			for _, ref := range img.RepoTags {
+				_, tag, _ := strings.Cut(ref, ":build-")
+				const layout = "20060102-150405.000" // newReleaseID's
+				if len(tag) < len(layout) {
+					continue
+				}
+				if at, err := time.Parse(layout, tag[:len(layout)]); err == nil && at.Before(stale) {
+					_, _ = t.docker.ImageRemove(ctx, ref, image.RemoveOptions{})
+				}
+			}
+		}
+	}
+}
+
 // buildAll builds every service with build: where the plan says and ships
 // the results to the host when they were built elsewhere, before the
 // deploy lock: a long build does not hold other deploys back, and what it
@@ -122,21 +155,22 @@ func (t *target) build(ctx context.Context, services []string) error {
 	}
 	opts := build.Options{CacheFrom: t.plan.CacheFrom, CacheTo: t.plan.CacheTo, Progress: t.rep.Output(), Mode: "plain"}
 	if t.plan.Progress != nil {
-		opts.Progress, opts.Mode = t.plan.Progress, "auto"
+		// A terminal's progress redraws lines: redacted write by write.
+		opts.Progress, opts.Mode = redactWrites(t.plan.Progress, t.plan.Secrets), "auto"
 	}
-	id := newReleaseID(t.plan.Now(), t.plan.Commit)
+	buildID := newReleaseID(t.plan.Now(), t.plan.Commit)
 	t.built = map[string]string{}
 	done := map[string]string{} // build config → image ID on the host
 	for _, svc := range services {
-		tag := buildTag(t.plan.Name, svc, id)
-		req, err := buildRequest(t.plan.Project, svc, tag)
-		if err != nil {
-			return err
-		}
 		key, _ := json.Marshal(p.Services[svc].Build)
 		if id, ok := done[string(key)]; ok {
 			t.built[svc] = id
 			continue
+		}
+		tag := buildTag(t.plan.Name, svc, buildID)
+		req, err := buildRequest(t.plan.Project, svc, tag)
+		if err != nil {
+			return err
 		}
 		res, err := b.Build(ctx, req, opts)
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 //
 // A migration container outlives the compose command that runs it when
 // that is killed: one this deploy gave up on is removed on the way out
-// (one of an interrupted deploy, when the session starts).
+// (one of an interrupted deploy, when the next one takes the lock).
 func (t *target) migrate(ctx context.Context, rel *Release) error {
 	ctx, cancel := context.WithTimeout(ctx, t.plan.MigrateTimeout)
 	defer cancel()

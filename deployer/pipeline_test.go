@@ -8,10 +8,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/image"
 	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/checks/project"
 )
@@ -170,15 +172,18 @@ func TestFailedDeploys(t *testing.T) {
 			if got := r.statuses(t); got != tc.wantState {
 				t.Errorf("releases %q, want %q", got, tc.wantState)
 			}
-			want := first.Images["api"].Ref
-			if tc.runs == "second" {
-				want = apiRef(r, "v2")
-			}
-			if got := r.h.current("/srv/deployer/shop"); got != first.Release && got != "." {
+			if got := r.h.current("/srv/deployer/shop"); got != first.Release {
 				t.Errorf("current %q, want it left at %q", got, first.Release)
 			}
-			if got := r.h.eng.running()["api"]; tc.runs == "first" && got != want || tc.runs == "second" && got != "" {
-				t.Errorf("api runs %q; want the %s release's (%s)", got, tc.runs, want)
+			switch got := r.h.eng.running(); tc.runs {
+			case "first":
+				if got["api"] != first.Images["api"].Ref {
+					t.Errorf("api runs %q, want the first release's %s", got["api"], first.Images["api"].Ref)
+				}
+			case "second":
+				if got, want := r.h.eng.running(true)["api"], apiRef(r, "v2"); got != want || r.h.eng.running()["api"] != "" {
+					t.Errorf("api's container has %q (running: %v), want the second release's %s, stopped", got, r.h.eng.running(), want)
+				}
 			}
 		})
 	}
@@ -188,7 +193,8 @@ func TestFailedDeploys(t *testing.T) {
 func apiRef(r *fakeRun, v string) string {
 	ref := "registry.example/shop/api:" + v
 	if !r.h.eng.has(ref) {
-		r.h.eng.ImagePull(context.Background(), ref, imagePullOptions)
+		rc, _ := r.h.eng.ImagePull(context.Background(), ref, image.PullOptions{})
+		rc.Close()
 	}
 	img, _ := r.h.eng.ImageInspect(context.Background(), ref)
 	return "shop-api:" + strings.TrimPrefix(img.ID, "sha256:")[:12]
@@ -242,6 +248,9 @@ func TestPointFails(t *testing.T) {
 	if got := r.h.current("/srv/deployer/shop"); got != first.Release {
 		t.Errorf("current %s after a failed commit, want %s", got, first.Release)
 	}
+	if got := r.statuses(t); got != "live pending" {
+		t.Errorf("releases %q, want live pending", got)
+	}
 }
 
 func TestInterruptedReleasesAreMarked(t *testing.T) {
@@ -279,6 +288,11 @@ func TestReleaseEnvFile(t *testing.T) {
 	if vars["DATABASE_URL"] != "postgres://app:s3cret$pw@db.example/app" || vars["RABBITMQ_PASS"] != `it's "quoted"` || len(vars) != 2 {
 		t.Errorf(".env reads back as %q", vars)
 	}
+	for _, name := range []string{".env", "compose.yaml", "release.json"} {
+		if perm := r.h.perms["/srv/deployer/shop/releases/"+res.Release+"/"+name]; perm != 0o600 {
+			t.Errorf("%s written with mode %v, want 0600", name, perm)
+		}
+	}
 	if strings.Contains(r.out.String(), "s3cret") {
 		t.Errorf("a value of the env file was printed:\n%s", &r.out)
 	}
@@ -315,27 +329,48 @@ func TestPasswordDrift(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		volume bool
-		want   string // "" passes
+		// meanwhile is what another deploy does while this one builds.
+		meanwhile func(*fakeHost)
+		pass      string // this deploy's RABBITMQ_PASS
+		want      string // "" passes
 	}{
-		{"the broker keeps its users on a volume", true, "rabbitmq-password-drift"},
-		{"a fresh broker takes the new one", false, ""},
+		{"the broker keeps its users on a volume", true, nil, "second-secret", "rabbitmq-password-drift"},
+		{"a fresh broker takes the new one", false, nil, "second-secret", ""},
+		{"unchanged", true, nil, "first-secret", ""},
+		{"rotated by another deploy while this one built", true, func(h *fakeHost) {
+			cur := h.links["/srv/deployer/shop/current"]
+			p := path.Join("/srv/deployer/shop", cur, "release.json")
+			rel, _ := parseRelease(h.files[p])
+			rel.Secrets["rabbitmq/RABBITMQ_DEFAULT_PASS"] = HashSecret("second-secret")
+			h.files[p] = rel.marshal()
+		}, "first-secret", "rabbitmq-password-drift"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newFakeRun()
-			if _, err := r.deploy(t, nil, "RELEASE=v1", "RABBITMQ_PASS=first-secret"); err != nil {
+			first, err := r.deploy(t, nil, "RELEASE=v1", "RABBITMQ_PASS=first-secret")
+			if err != nil {
 				t.Fatal(err)
 			}
 			r.h.eng.vols["shop_rabbitmq-data"] = tc.volume
+			r.h.onLock = tc.meanwhile
 			locks := r.h.locked
-			_, err := r.deploy(t, nil, "RELEASE=v1", "RABBITMQ_PASS=second-secret")
+			res, err := r.deploy(t, nil, "RELEASE=v1", "RABBITMQ_PASS="+tc.pass)
 			var cf *CheckFailed
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("deploy: %v", err)
-			case tc.want != "" && (!errors.As(err, &cf) || !strings.Contains(err.Error(), tc.want)):
+			case tc.want == "":
+				return
+			case !errors.As(err, &cf) || !strings.Contains(err.Error(), tc.want):
 				t.Fatalf("deploy with a changed password: %v, want %s", err, tc.want)
-			case tc.want != "" && r.h.locked != locks:
+			case tc.meanwhile == nil && r.h.locked != locks:
 				t.Errorf("the lock was taken although the checks failed")
+			}
+			if res.FailedStep != "preflight checks" || res.Release != "" {
+				t.Errorf("result %+v, want the preflight checks failed and no release", res)
+			}
+			if got := r.h.current("/srv/deployer/shop"); got != first.Release || r.statuses(t) != "live" {
+				t.Errorf("current %s, releases %s: want the first alone, live", got, r.statuses(t))
 			}
 		})
 	}
@@ -353,23 +388,23 @@ func TestFindingsOncePerRun(t *testing.T) {
 	if _, err := Run(t.Context(), p, r.rep); err != nil {
 		t.Fatal(err)
 	}
-	var seen []string
+	seen := map[string]int{}
 	for _, f := range r.rep.findings {
 		if f.Pos.File == "" || f.Pos.Line == 0 {
 			t.Errorf("finding %s without a file and line: %+v", f.Rule, f.Pos)
 		}
-		seen = append(seen, f.Rule)
+		seen[f.Rule+" "+f.Service]++
 	}
-	if !slices.Contains(seen, "limits-missing") {
-		t.Errorf("findings %v, want memory-limit-missing", seen)
+	if seen["limits-missing api"] != 1 {
+		t.Errorf("findings %v, want limits-missing of api once", seen)
+	}
+	for rule, n := range seen {
+		if n != 1 {
+			t.Errorf("%s reported %d times over two hosts, want once", rule, n)
+		}
 	}
 	if n := strings.Count(r.out.String(), "==> preflight checks"); n != 2 {
 		t.Errorf("the checks ran %d times for two hosts, want once each", n)
-	}
-	for _, rule := range seen {
-		if n := strings.Count(strings.Join(seen, " "), rule); n != 1 {
-			t.Errorf("%s reported %d times over two hosts, want once", rule, n)
-		}
 	}
 }
 
@@ -417,5 +452,56 @@ func TestRollbackAndReleases(t *testing.T) {
 	}
 	if got := r.h.eng.running()["api"]; got != apiRef(r, "v1") {
 		t.Errorf("after a failed rollback the api runs %s, want v1's", got)
+	}
+}
+
+// A rotation asks before the build, wipes under the lock and deploys in
+// the same hold of it.
+func TestWipeDataRotation(t *testing.T) {
+	r := newFakeRun()
+	if _, err := r.deploy(t, nil, "RELEASE=v1", "RABBITMQ_PASS=first-secret"); err != nil {
+		t.Fatal(err)
+	}
+	r.h.eng.vols["shop_rabbitmq-data"] = true
+	locks := r.h.locked
+	for _, answer := range []bool{false, true} {
+		asked, heldWhenAsked := 0, false
+		p := fakePlan(t, fakeDir, r.h, "RELEASE=v1", "RABBITMQ_PASS=second-secret")
+		err := RotateRabbitMQPassword(t.Context(), p, RotateOptions{WipeData: true, Confirm: func() bool {
+			asked++
+			heldWhenAsked = r.h.held
+			return answer
+		}}, r.rep)
+		switch {
+		case asked != 1 || heldWhenAsked:
+			t.Errorf("answer %v: asked %d times, with the lock held: %v; want once, before the lock", answer, asked, heldWhenAsked)
+		case !answer && (err == nil || !strings.Contains(err.Error(), "not confirmed") || !r.h.eng.vols["shop_rabbitmq-data"] || r.h.locked != locks):
+			t.Errorf("answered no: %v; the volume is there: %v; locks %d → %d", err, r.h.eng.vols["shop_rabbitmq-data"], locks, r.h.locked)
+		case answer && err != nil:
+			t.Errorf("answered yes: %v\n%s", err, &r.out)
+		case answer && (r.h.eng.vols["shop_rabbitmq-data"] || r.h.locked != locks+1 || r.statuses(t) != "superseded live"):
+			t.Errorf("answered yes: volume left %v, %d locks taken, releases %s; want it deleted and one deploy under one lock",
+				r.h.eng.vols["shop_rabbitmq-data"], r.h.locked-locks, r.statuses(t))
+		}
+	}
+}
+
+func TestStaleBuildTagsRemoved(t *testing.T) {
+	r := newFakeRun()
+	p := fakePlan(t, fakeDir, r.h).withDefaults()
+	p.Now = func() time.Time { return time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC) }
+	s := p.Project.Compose.Services["api"]
+	s.Build = &types.BuildConfig{Context: "."}
+	p.Project.Compose.Services["api"] = s
+	old, young, other := "shop-api:build-20261202-090000.000-3f2a9c1-1a2b", "shop-api:build-20261202-115500.000-77aa", "shop-rabbitmq:build-20261201-000000.000-1234"
+	for _, ref := range []string{old, young, other, "shop-api:build-junk", "shop-api:0123456789ab"} {
+		r.h.eng.addImage(ref, "sha256:"+strings.Repeat("a", 64), 1)
+	}
+	tg := &target{plan: p, host: r.h, docker: r.h.eng, rep: &TextReporter{W: io.Discard}}
+	tg.removeStaleBuildTags(t.Context())
+	for ref, want := range map[string]bool{old: false, young: true, other: true, "shop-api:build-junk": true, "shop-api:0123456789ab": true} {
+		if r.h.eng.has(ref) != want {
+			t.Errorf("%s: tagged %v, want %v", ref, !want, want)
+		}
 	}
 }

@@ -16,7 +16,7 @@ func (e *CheckFailed) Error() string {
 	for _, f := range e.Findings {
 		msgs = append(msgs, fmt.Sprintf("%s: %s [%s]\n  fix: %s", f.Pos, f.Message, f.Rule, f.Fix))
 	}
-	return fmt.Sprintf("preflight checks failed; nothing on the host changed:\n%s", strings.Join(msgs, "\n"))
+	return fmt.Sprintf("preflight checks failed; the running version was left as it was:\n%s", strings.Join(msgs, "\n"))
 }
 
 // checker runs the preflight checks of one deploy, on each host with that
@@ -24,18 +24,15 @@ func (e *CheckFailed) Error() string {
 // hosts see it.
 type checker struct {
 	p     *Plan
-	rep   Reporter
 	shown map[string]bool
 }
 
-func newChecker(p *Plan, rep Reporter) *checker {
-	return &checker{p: p, rep: rep, shown: map[string]bool{}}
-}
+func newChecker(p *Plan) *checker { return &checker{p: p, shown: map[string]bool{}} }
 
 // run checks the project; findings at the failing level (errors, and
 // warnings with Strict) stop the deploy before anything changes.
-func (c *checker) run(opts checks.Options) error {
-	done := c.rep.Step("preflight checks")
+func (c *checker) run(rep Reporter, opts checks.Options) error {
+	done := rep.Step("preflight checks")
 	var failing []checks.Finding
 	for _, f := range checks.Run(c.p.Project, opts) {
 		if f.Suppressed != nil || f.Severity < checks.Warning {
@@ -47,7 +44,7 @@ func (c *checker) run(opts checks.Options) error {
 		}
 		if key := fmt.Sprint(f.Pos, f.Rule, f.Message); !c.shown[key] {
 			c.shown[key] = true
-			c.rep.Finding(f, fails)
+			rep.Finding(f, fails)
 		}
 	}
 	if len(failing) > 0 {
@@ -70,4 +67,16 @@ func (t *target) facts(ctx context.Context, live string, drift bool) checks.Opti
 		opts.Host = t.drift(ctx, live)
 	}
 	return opts
+}
+
+// recheckDrift compares the secrets with the live release's again, under
+// the lock: the checks run again only when one differs.
+func (t *target) recheckDrift(ctx context.Context, c *checker, rep Reporter, live string) error {
+	facts := t.drift(ctx, live)
+	if facts == nil {
+		return nil
+	}
+	opts := t.facts(ctx, live, false)
+	opts.Host = facts
+	return c.run(rep, opts)
 }

@@ -106,6 +106,28 @@ func (w *redactWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// redactWrites hides secrets in each write to w, for output that is not
+// written in lines (a terminal's redrawn progress).
+func redactWrites(w io.Writer, secrets []string) io.Writer {
+	rep := replacer(secrets)
+	if rep == nil {
+		return w
+	}
+	return writeReplacer{w, rep}
+}
+
+type writeReplacer struct {
+	w   io.Writer
+	rep *strings.Replacer
+}
+
+func (r writeReplacer) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(r.w, r.rep.Replace(string(b))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
 type redactedError struct {
 	msg string
 	err error

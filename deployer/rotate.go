@@ -70,17 +70,11 @@ func RotateRabbitMQPassword(ctx context.Context, plan *Plan, opts RotateOptions,
 		secrets = append(secrets, b.password)
 	}
 	rep = redact(rep, secrets)
-	c := newChecker(p, rep)
+	c := newChecker(p)
 	return eachHost(ctx, p, rep, nil, func(h Host) error {
-		rotated := false
-		err := deployTo(ctx, p, c, h, rep, &Result{}, func(ctx context.Context, t *target) error {
-			if err := t.rotate(ctx, brokers, opts); err != nil {
-				return err
-			}
-			rotated = !p.DryRun
-			return nil
-		})
-		if err != nil && rotated && !opts.WipeData {
+		r := &brokerRotation{brokers: brokers, opts: opts}
+		err := deployTo(ctx, p, c, h, rep, &Result{}, r)
+		if err != nil && r.applied && !opts.WipeData {
 			return &RotatedButNotDeployed{Host: h.Name(), Brokers: brokers, Err: err}
 		}
 		return err
@@ -146,9 +140,19 @@ func rabbitMQServices(p *types.Project) ([]RabbitMQ, error) {
 	return out, nil
 }
 
-// rotate brings each broker on the host to its new password; the deploy
-// holds the lock (in a dry run it only says what it would do).
-func (t *target) rotate(ctx context.Context, brokers []RabbitMQ, opts RotateOptions) error {
+// brokerRotation brings each broker on a host to its new password: it
+// checks that it can and asks before the build (prepare), and changes it
+// under the deploy's lock (apply).
+type brokerRotation struct {
+	brokers []RabbitMQ
+	opts    RotateOptions
+	applied bool // a broker was changed or wiped
+}
+
+func (r *brokerRotation) prepare(ctx context.Context, t *target) error { return r.each(ctx, t, false) }
+func (r *brokerRotation) apply(ctx context.Context, t *target) error   { return r.each(ctx, t, true) }
+
+func (r *brokerRotation) each(ctx context.Context, t *target, apply bool) error {
 	live, err := t.current(ctx)
 	if err != nil {
 		return err
@@ -159,15 +163,16 @@ func (t *target) rotate(ctx context.Context, brokers []RabbitMQ, opts RotateOpti
 			return err
 		}
 	}
-	for _, b := range brokers {
-		if opts.WipeData {
-			err = t.wipeBroker(ctx, b, opts.Confirm)
+	for _, b := range r.brokers {
+		if r.opts.WipeData {
+			err = t.wipeBroker(ctx, b, r.opts.Confirm, apply)
 		} else {
-			err = t.changePassword(ctx, b, rel)
+			err = t.changePassword(ctx, b, rel, apply)
 		}
 		if err != nil {
 			return fmt.Errorf("service %s: %w", b.Service, err)
 		}
+		r.applied = r.applied || apply
 	}
 	return nil
 }
@@ -175,11 +180,15 @@ func (t *target) rotate(ctx context.Context, brokers []RabbitMQ, opts RotateOpti
 // changePassword runs `rabbitmqctl change_password` in the broker's
 // running container and records the new password's hash in the live
 // release, so that the deploy's drift check knows the broker has it.
-func (t *target) changePassword(ctx context.Context, b RabbitMQ, rel *Release) error {
+// Without apply it only checks that it can (and in a dry run says what
+// it would do).
+func (t *target) changePassword(ctx context.Context, b RabbitMQ, rel *Release, apply bool) error {
 	key := b.Service + "/" + rabbitMQPassKey
 	if rel != nil {
 		if old, ok := rel.Secrets[key]; ok && old.Matches(b.password) {
-			t.rep.Printf("%s: the live release %s already uses this password; nothing to change in the broker", b.Service, rel.ID)
+			if !apply {
+				t.rep.Printf("%s: the live release %s already uses this password; nothing to change in the broker", b.Service, rel.ID)
+			}
 			return nil
 		}
 	}
@@ -193,8 +202,10 @@ func (t *target) changePassword(ctx context.Context, b RabbitMQ, rel *Release) e
 		}
 		return fmt.Errorf("no RabbitMQ of %s runs on %s and no data volume holds an old password: nothing to rotate; a plain `deployer deploy` starts the broker with the new password", t.plan.Name, t.host.Name())
 	}
-	if t.plan.DryRun {
-		t.rep.Printf("dry run: would change the password of user %s in %s (container %s), then deploy; nothing changed", b.User, b.Service, shortID(running[0].ID))
+	if !apply {
+		if t.plan.DryRun {
+			t.rep.Printf("dry run: would change the password of user %s in %s (container %s), then deploy; nothing changed", b.User, b.Service, shortID(running[0].ID))
+		}
 		return nil
 	}
 
@@ -224,7 +235,11 @@ func (t *target) changePassword(ctx context.Context, b RabbitMQ, rel *Release) e
 // wipeBroker is the operations notes' procedure: stop and remove the
 // broker's containers and delete its data volume, so that the next up
 // initialises an empty broker with the new password.
-func (t *target) wipeBroker(ctx context.Context, b RabbitMQ, confirm func() bool) error {
+//
+// Without apply it says what will be lost and asks (before the build, so
+// that the question does not wait behind it); with apply, under the lock,
+// it removes what is there then.
+func (t *target) wipeBroker(ctx context.Context, b RabbitMQ, confirm func() bool, apply bool) error {
 	ctx, cancel := context.WithTimeout(ctx, wipeTimeout)
 	defer cancel()
 	all, err := t.serviceContainers(ctx, b.Service, true)
@@ -232,8 +247,13 @@ func (t *target) wipeBroker(ctx context.Context, b RabbitMQ, confirm func() bool
 		return err
 	}
 	vol := t.dataVolume(ctx, b.config)
-	if len(all) == 0 && vol == "" {
+	switch {
+	case apply && len(all) == 0 && vol == "":
+		return nil // gone since the question
+	case len(all) == 0 && vol == "":
 		return fmt.Errorf("no RabbitMQ of %s on %s and no data volume: nothing to wipe; a plain `deployer deploy` starts the broker with the new password", t.plan.Name, t.host.Name())
+	case apply:
+		return t.removeBroker(ctx, b, all, vol)
 	}
 	what := "its container (which holds its data: it has no named volume)"
 	if vol != "" {
@@ -247,8 +267,14 @@ func (t *target) wipeBroker(ctx context.Context, b RabbitMQ, confirm func() bool
 	if !confirm() {
 		return errors.New("wiping the broker's data was not confirmed; nothing changed")
 	}
+	return nil
+}
+
+// removeBroker stops and removes the broker's containers and deletes its
+// data volume.
+func (t *target) removeBroker(ctx context.Context, b RabbitMQ, all []container.Summary, vol string) error {
 	done := t.rep.Step("remove " + b.Service)
-	err = func() error {
+	err := func() error {
 		stop := brokerStopTimeout
 		for _, c := range all {
 			if err := t.docker.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &stop}); err != nil {

@@ -42,7 +42,7 @@ func inspect(ctx context.Context, p *Plan, h Host, rep Reporter) (*target, error
 		if warning != "" {
 			rep.Warnf("%s", warning)
 		}
-		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesHuman(info.MemTotal), info.Driver)
+		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesSize(info.MemTotal), info.Driver)
 		return &target{plan: p, host: h, docker: docker, rep: rep, memory: info.MemTotal,
 			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}, nil
 	}()
@@ -119,6 +119,9 @@ func (t *target) lock(ctx context.Context) (context.Context, func(), error) {
 	} else if n > 0 {
 		rep.Printf("removed %d migration container(s) left by an interrupted deploy", n)
 	}
+	if t.plan.Project != nil {
+		t.removeStaleBuildTags(ctx)
+	}
 	return ctx, func() {
 		close(unlocking)
 		cancel(nil)
@@ -188,8 +191,4 @@ func (t *target) markInterrupted(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func bytesHuman(n int64) string {
-	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 }

@@ -25,13 +25,17 @@ func (t *target) upload(ctx context.Context, rel *Release) error {
 		rel.Migration = migrationID(t.plan.Project.Compose, t.plan.Migrate, rel.Images[t.plan.Migrate])
 	}
 	rel.Services = t.healthServices(ctx, rel.Images)
-	// First, so that a release cut short here is on record: failed, or
-	// interrupted when the deploy could not say so.
+	names := slices.Sorted(maps.Keys(b.files))
+	for _, name := range names {
+		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
+	}
+	// First, so that a release cut short here is on record (failed, or
+	// interrupted when the deploy could not say so) with the files that
+	// prune must keep for it.
 	if err := t.writeRelease(ctx, rel); err != nil {
 		return err
 	}
-	for _, name := range slices.Sorted(maps.Keys(b.files)) {
-		rel.Files = appendUnique(rel.Files, strings.Join(strings.SplitN(name, "/", 3)[:2], "/"))
+	for _, name := range names {
 		if err := t.host.WriteFile(ctx, path.Join(t.plan.projectDir(), name), b.files[name], 0o644); err != nil {
 			return fmt.Errorf("upload %s: %w", name, err)
 		}

@@ -65,11 +65,12 @@ func newDeployCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy -f FILE... (--host [USER@]HOST --known-hosts FILE | --local)",
 		Short: "Check, then deploy the stack: migrations as a gate, a health-checked start, rollback on failure",
-		Long: `deploy runs the preflight checks, connects to each host (its key verified),
-takes the project's deploy lock, builds the images on the host, uploads the
-release, runs the migration service once (a failure stops here and the
-running version keeps serving), starts the new version, waits for every
-service to be healthy, and rolls back to the previous release if one is not.
+		Long: `deploy connects to each host (its key verified), runs the preflight checks
+with the host's facts, builds the images (on the host by default), takes the
+project's deploy lock, uploads the release, runs the migration service once
+(a failure stops here and the running version keeps serving), starts the new
+version, waits for every service to be healthy, and rolls back to the
+previous release if one is not.
 
 Hosts are deployed one at a time; the first failure stops the rest.`,
 		Example: `  deployer deploy -f compose.yaml --host deploy@203.0.113.7 --known-hosts known_hosts --ssh-key ~/.ssh/deploy
@@ -78,7 +79,7 @@ Hosts are deployed one at a time; the first failure stops the rest.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, o) },
 	}
 	o.addFlags(cmd)
-	cmd.Flags().StringVar(&o.format, "format", "text", "output: text, or json (each host's result on stdout: release, previous, status, images, migration, steps, error; progress on stderr)")
+	cmd.Flags().StringVar(&o.format, "format", "text", "output: text, or json (each host's result on stdout: release, previous, status, images, bytes shipped, migration, steps, error; progress on stderr)")
 	return cmd
 }
 
