@@ -156,8 +156,10 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 		defer cancel()
 		t.dropBuildTags(ctx)
 	}()
-	if err := t.buildAll(ctx); err != nil {
-		return err
+	if !p.Redeploy {
+		if err := t.buildAll(ctx); err != nil {
+			return err
+		}
 	}
 
 	ctx, unlock, err := t.lock(ctx)
@@ -174,6 +176,11 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	if err != nil {
 		return err
 	}
+	if p.Redeploy {
+		if err := t.liveImages(ctx, prev); err != nil {
+			return err
+		}
+	}
 	if rot == nil {
 		// Another deploy may have gone live, or a rotation recorded a new
 		// password, while this one built.
@@ -183,7 +190,8 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	}
 	// Named once the lock is ours: release IDs sort in the order the
 	// releases were deployed.
-	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit, Status: StatusPending}
+	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit,
+		Actor: p.Actor, RunURL: p.RunURL, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 	res.Release, res.Previous = rel.ID, prev
 	defer func() { res.Status = rel.Status }()

@@ -636,7 +636,7 @@ func TestRollbackByHand(t *testing.T) {
 		}
 	}
 	var out syncBuffer
-	if err := deployer.Rollback(t.Context(), s.plan(nil), "", &deployer.TextReporter{W: &out}); err != nil {
+	if _, err := deployer.Rollback(t.Context(), s.plan(nil), "", &deployer.TextReporter{W: &out}); err != nil {
 		t.Fatalf("rollback: %v\n%s", err, out.String())
 	}
 	if got := s.answers(); got != "v1" {
@@ -650,10 +650,10 @@ func TestRollbackByHand(t *testing.T) {
 		t.Errorf("Releases: %+v, %v; want the first release current", hosts, err)
 	}
 	// Rolling back to the live release is refused; to an unknown one too.
-	if err := deployer.Rollback(t.Context(), s.plan(nil), hosts[0].Current, &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "already live") {
+	if _, err := deployer.Rollback(t.Context(), s.plan(nil), hosts[0].Current, &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "already live") {
 		t.Errorf("rollback to the live release: %v", err)
 	}
-	if err := deployer.Rollback(t.Context(), s.plan(nil), "20200101-000000-beef", &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "no release") {
+	if _, err := deployer.Rollback(t.Context(), s.plan(nil), "20200101-000000-beef", &deployer.TextReporter{W: io.Discard}); err == nil || !strings.Contains(err.Error(), "no release") {
 		t.Errorf("rollback to an unknown release: %v", err)
 	}
 }

@@ -32,8 +32,11 @@ type Options struct {
 	KnownHosts  string                 // known_hosts file that vouches for the hosts' keys
 	Fingerprint string                 // or the host key's SHA256:… fingerprint
 	Passphrase  func() ([]byte, error) // asked only for an encrypted key
-	Local       bool                   // this machine's Docker Engine, without SSH
-	Root        string                 // the deployer's directory on the host
+	// ConnectTimeout bounds the TCP connection and SSH handshake with each
+	// host; 0: remote's default.
+	ConnectTimeout time.Duration
+	Local          bool   // this machine's Docker Engine, without SSH
+	Root           string // the deployer's directory on the host
 
 	Migrate        string // default: x-deployer.migrate
 	HealthTimeout  time.Duration
@@ -42,6 +45,7 @@ type Options struct {
 	Keep           int
 	NoRollback     bool
 	DryRun         bool
+	Redeploy       bool // the live release's images again, no build (Plan.Redeploy)
 
 	Builder            string // host, local, or a buildkitd address (only here, never from the file)
 	InsecureBuilder    bool   // allow a plaintext tcp:// builder
@@ -53,6 +57,8 @@ type Options struct {
 
 	Trigger string // cli, action, workflow_dispatch, webhook
 	Commit  string // default: GITHUB_SHA, else the git HEAD of the directory the deployer runs in
+	Actor   string // who asked (a GitHub login), recorded in the release
+	RunURL  string // where the run that deploys can be read, recorded in the release
 }
 
 // ConfigError is a deploy that cannot start as configured; nothing was
@@ -116,11 +122,11 @@ func NewPlan(ctx context.Context, o Options) (*Plan, error) {
 		MigrateTimeout: cmp.Or(o.MigrateTimeout, s.MigrateTimeout.Duration),
 		LockTimeout:    cmp.Or(o.LockTimeout, s.LockTimeout.Duration),
 		Keep:           cmp.Or(o.Keep, s.Keep),
-		NoRollback:     o.NoRollback, DryRun: o.DryRun,
+		NoRollback:     o.NoRollback, DryRun: o.DryRun, Redeploy: o.Redeploy,
 		Builder:   builder,
 		CacheFrom: o.CacheFrom, CacheTo: o.CacheTo, Progress: o.Progress,
 		Checks: o.Checks, Strict: o.Strict,
-		Trigger: o.Trigger, Commit: o.Commit,
+		Trigger: o.Trigger, Commit: o.Commit, Actor: o.Actor, RunURL: o.RunURL,
 		Env:     p.EnvFileVars(),
 		Secrets: p.SecretValues(),
 	}
@@ -150,7 +156,7 @@ func NewHostPlan(ctx context.Context, o Options) (*Plan, error) {
 	if err != nil {
 		return nil, configError(err)
 	}
-	return &Plan{Name: name, Hosts: hosts, Local: o.Local, Root: o.Root, Trigger: cmp.Or(o.Trigger, "cli")}, nil
+	return &Plan{Name: name, Hosts: hosts, Local: o.Local, Root: o.Root, Trigger: cmp.Or(o.Trigger, "cli"), Actor: o.Actor, RunURL: o.RunURL}, nil
 }
 
 // hosts turns the options into SSH configs. Where a project goes and which
@@ -181,7 +187,7 @@ func (o Options) hosts(s project.Settings) ([]remote.Config, error) {
 		}
 		out = append(out, remote.Config{
 			Addr: addr, User: user, KeyFile: o.SSHKey, KnownHosts: o.KnownHosts, Fingerprint: o.Fingerprint,
-			Passphrase: o.Passphrase,
+			Passphrase: o.Passphrase, ConnectTimeout: o.ConnectTimeout,
 		})
 	}
 	return out, nil

@@ -427,7 +427,10 @@ func TestRollbackAndReleases(t *testing.T) {
 		{ids[0], "", "is already live"}, // the live one
 		{"20990101-000000.000-none", "", "no release 20990101-000000.000-none"},
 	} {
-		err := Rollback(t.Context(), p, tc.to, &TextReporter{W: io.Discard})
+		res, err := Rollback(t.Context(), p, tc.to, &TextReporter{W: io.Discard})
+		if len(res) != 1 || tc.wantErr == "" && (res[0].Release != tc.want || res[0].Status != StatusLive || res[0].Images["api"].Ref == "") {
+			t.Errorf("rollback to %q: results %+v", tc.to, res)
+		}
 		switch {
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("rollback to %q: %v, want %q", tc.to, err, tc.wantErr)
@@ -446,7 +449,7 @@ func TestRollbackAndReleases(t *testing.T) {
 	}
 	// An unhealthy target: the live one comes back.
 	r.h.eng.broken[apiRef(r, "v2")] = true
-	err = Rollback(t.Context(), p, ids[1], &TextReporter{W: io.Discard})
+	_, err = Rollback(t.Context(), p, ids[1], &TextReporter{W: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "still serves") || r.h.current("/srv/deployer/shop") != ids[0] {
 		t.Errorf("rollback to an unhealthy release: %v; current %s", err, r.h.current("/srv/deployer/shop"))
 	}
@@ -503,5 +506,39 @@ func TestStaleBuildTagsRemoved(t *testing.T) {
 		if r.h.eng.has(ref) != want {
 			t.Errorf("%s: tagged %v, want %v", ref, !want, want)
 		}
+	}
+}
+
+func TestRedeploy(t *testing.T) {
+	r := newFakeRun()
+	withBuild := func(p *Plan) {
+		p.Redeploy = true
+		s := p.Project.Compose.Services["api"]
+		s.Build = &types.BuildConfig{Context: "."} // never built: the live release's image is taken
+		p.Project.Compose.Services["api"] = s
+	}
+	if _, err := r.deploy(t, withBuild, "RELEASE=v1"); err == nil || !strings.Contains(err.Error(), "nothing to redeploy") {
+		t.Fatalf("redeploy of nothing: %v", err)
+	}
+	first, err := r.deploy(t, nil, "RELEASE=v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file now names v2, but a redeploy runs what is live.
+	again, err := r.deploy(t, withBuild, "RELEASE=v2", "DATABASE_URL=postgres://app:rotated@db/app")
+	if err != nil {
+		t.Fatalf("redeploy: %v\n%s", err, &r.out)
+	}
+	if again.Images["api"] != first.Images["api"] || again.Previous != first.Release || again.Status != StatusLive {
+		t.Errorf("redeploy result %+v, want the api image of %s live again", again, first.Release)
+	}
+	env, _ := r.h.ReadFile(t.Context(), "/srv/deployer/shop/releases/"+again.Release+"/compose.yaml")
+	if !strings.Contains(string(env), "rotated") {
+		t.Errorf("the redeploy did not take the new environment")
+	}
+	// An image the host no longer has is an error that says what to do.
+	r.h.eng.ImageRemove(t.Context(), again.Images["api"].Ref, image.RemoveOptions{})
+	if _, err := r.deploy(t, withBuild, "RELEASE=v1"); err == nil || !strings.Contains(err.Error(), "deploy to build it again") {
+		t.Errorf("redeploy without the image: %v", err)
 	}
 }

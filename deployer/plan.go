@@ -33,6 +33,9 @@ type Plan struct {
 	Keep           int  // releases kept on the host, the live one included
 	NoRollback     bool // leave a failed release running, for debugging
 	DryRun         bool // connect and check, change nothing
+	// Redeploy deploys the live release's images again instead of building:
+	// the same code, with this plan's configuration and environment.
+	Redeploy bool
 
 	// Builder is where images are built: BuilderHost (the default),
 	// BuilderLocal, or a standalone buildkitd's address.
@@ -45,6 +48,8 @@ type Plan struct {
 
 	Trigger string   // who asked: cli, action, workflow_dispatch, webhook
 	Commit  string   // the source revision, when known
+	Actor   string   // who ran it, when known (a GitHub login)
+	RunURL  string   // the run that deploys (a workflow run's URL), when there is one
 	Env     []string // KEY=VALUE from the env files: uploaded as the release's .env
 	Secrets []string // values never to print
 	Root    string   // the deployer directory on the host; default /srv/deployer

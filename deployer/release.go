@@ -26,7 +26,9 @@ type Release struct {
 	Finished time.Time         `json:"finished,omitzero"`
 	Trigger  string            `json:"trigger"`
 	Commit   string            `json:"commit,omitempty"`
-	Images   map[string]string `json:"images"` // service → pinned image reference
+	Actor    string            `json:"actor,omitempty"`   // who ran it (a GitHub login)
+	RunURL   string            `json:"run_url,omitempty"` // the workflow run that deployed it
+	Images   map[string]string `json:"images"`            // service → pinned image reference
 	// Services are what "up" must bring to health: every service but the
 	// one-off jobs. A rollback waits for the same.
 	Services []ServiceCheck `json:"services"`

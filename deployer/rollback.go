@@ -39,70 +39,96 @@ func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause 
 
 // Rollback brings back an earlier release on each host: the one named by
 // to, or the one that was live before the current one. It waits for it to
-// be healthy before pointing current at it.
-func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) error {
+// be healthy before pointing current at it. The Results say, per host, the
+// release brought back (Release) and the one it replaced (Previous).
+func Rollback(ctx context.Context, plan *Plan, to string, rep Reporter) ([]Result, error) {
 	p := plan.withDefaults()
 	if err := p.validateTarget(); err != nil {
-		return err
+		return nil, err
 	}
 	rep = redact(rep, p.Secrets)
-	return eachHost(ctx, p, rep, nil, func(h Host) (err error) {
-		ctx, t, end, err := session(ctx, p, h, rep)
+	var results []Result
+	unreached := func(name string, err error) {
+		results = append(results, Result{Host: name, FailedStep: "connect to " + name, Error: Redact(err.Error(), p.Secrets)})
+	}
+	err := eachHost(ctx, p, rep, unreached, func(h Host) error {
+		res := Result{Host: h.Name()}
+		var secrets []string
+		err := rollbackOn(ctx, p, h, to, &recorder{Reporter: rep, res: &res, now: p.Now, secrets: p.Secrets}, &res, &secrets)
 		if err != nil {
-			return err
+			err = redactedError{msg: Redact(err.Error(), secrets), err: err}
+			res.Error = err.Error()
 		}
-		defer end()
-		cur, err := t.current(ctx)
-		if err != nil {
-			return err
-		}
-		id, err := t.rollbackTarget(ctx, cur, to)
-		if err != nil {
-			return err
-		}
-		// A rollback has no env files of its own: the two releases' .env on
-		// the host say what to hide, in its output and in its error (which
-		// may quote a container's last log lines).
-		secrets := append(t.releaseSecrets(ctx, cur, id), p.Secrets...)
-		rep := redact(rep, secrets)
-		withSecrets := *p // this host's copy: other hosts learn their own
-		withSecrets.Secrets = secrets
-		t.rep, t.plan = rep, &withSecrets
-		defer func() {
-			if err != nil {
-				err = redactedError{msg: Redact(err.Error(), secrets), err: err}
-			}
-		}()
-		done := rep.Step(fmt.Sprintf("roll back from %s to %s", cur, id))
-		err = t.upAndWait(ctx, id)
-		done(err)
-		if err != nil {
-			if lost := lockLost(ctx); lost != nil {
-				return fmt.Errorf("%w (%v)", lost, err)
-			}
-			if cur != "" {
-				rep.Printf("bringing %s back", cur)
-				if err2 := t.upAndWait(context.WithoutCancel(ctx), cur); err2 != nil {
-					return fmt.Errorf("%w; and %s did not come back either: %v", err, cur, err2)
-				}
-			}
-			return fmt.Errorf("release %s is not healthy: %w; %s still serves", id, err, cur)
-		}
-		rel, err := t.readRelease(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := t.point(ctx, id); err != nil {
-			return err
-		}
-		t.finish(ctx, rel, StatusLive, nil)
-		rel.Error = ""
-		if old, err := t.readRelease(ctx, cur); err == nil {
-			t.finish(ctx, old, StatusRolledBack, errors.New("rolled back by hand to "+id))
-		}
-		rep.Printf("%s is live again", id)
-		return nil
+		results = append(results, res)
+		return err
 	})
+	return results, err
+}
+
+// rollbackOn rolls one host back, filling res; secrets get what the
+// error must hide.
+func rollbackOn(ctx context.Context, p *Plan, h Host, to string, rep Reporter, res *Result, secrets *[]string) (err error) {
+	*secrets = p.Secrets
+	ctx, t, end, err := session(ctx, p, h, rep)
+	if err != nil {
+		return err
+	}
+	defer end()
+	cur, err := t.current(ctx)
+	if err != nil {
+		return err
+	}
+	res.Previous = cur
+	id, err := t.rollbackTarget(ctx, cur, to)
+	if err != nil {
+		return err
+	}
+	res.Release = id
+	// A rollback has no env files of its own: the two releases' .env on
+	// the host say what to hide, in its output and in its error (which
+	// may quote a container's last log lines).
+	*secrets = append(t.releaseSecrets(ctx, cur, id), p.Secrets...)
+	rep = redact(rep, *secrets)
+	withSecrets := *p // this host's copy: other hosts learn their own
+	withSecrets.Secrets = *secrets
+	t.rep, t.plan = rep, &withSecrets
+	done := rep.Step(fmt.Sprintf("roll back from %s to %s", cur, id))
+	err = t.upAndWait(ctx, id)
+	done(err)
+	if err != nil {
+		if lost := lockLost(ctx); lost != nil {
+			return fmt.Errorf("%w (%v)", lost, err)
+		}
+		if cur != "" {
+			rep.Printf("bringing %s back", cur)
+			if err2 := t.upAndWait(context.WithoutCancel(ctx), cur); err2 != nil {
+				return fmt.Errorf("%w; and %s did not come back either: %v", err, cur, err2)
+			}
+		}
+		return fmt.Errorf("release %s is not healthy: %w; %s still serves", id, err, cur)
+	}
+	rel, err := t.readRelease(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := t.point(ctx, id); err != nil {
+		return err
+	}
+	t.finish(ctx, rel, StatusLive, nil)
+	res.Status = StatusLive
+	res.Images = map[string]Image{}
+	for svc, ref := range rel.Images {
+		img := Image{Ref: ref}
+		if in, err := t.docker.ImageInspect(ctx, ref); err == nil {
+			img.ID, img.Size = in.ID, in.Size
+		}
+		res.Images[svc] = img
+	}
+	if old, err := t.readRelease(ctx, cur); err == nil {
+		t.finish(ctx, old, StatusRolledBack, errors.New("rolled back by hand to "+id))
+	}
+	rep.Printf("%s is live again", id)
+	return nil
 }
 
 // releaseSecrets are the values of the releases' .env files on the host:

@@ -117,7 +117,7 @@ release is brought back and nothing changes.`,
 			if err != nil {
 				return err
 			}
-			if err := deployer.Rollback(cmd.Context(), plan, to, &deployer.TextReporter{W: cmd.OutOrStdout()}); err != nil {
+			if _, err := deployer.Rollback(cmd.Context(), plan, to, &deployer.TextReporter{W: cmd.OutOrStdout()}); err != nil {
 				return &exitError{code: exitFailed, err: err}
 			}
 			return nil
