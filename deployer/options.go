@@ -179,6 +179,11 @@ func (o Options) hosts(s project.Settings) ([]remote.Config, error) {
 	if o.KnownHosts == "" && o.Fingerprint == "" {
 		return nil, errors.New("the host key cannot be verified: give --known-hosts FILE (get it with ssh-keyscan HOST and compare the fingerprint with your provider's console) or --host-fingerprint SHA256:…")
 	}
+	if o.SSHKey != "" {
+		if err := remote.CheckKey(o.SSHKey, o.Passphrase); err != nil {
+			return nil, err
+		}
+	}
 	var out []remote.Config
 	for _, h := range o.Hosts {
 		user, addr := "root", h

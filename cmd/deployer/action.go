@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -28,15 +30,7 @@ func newActionCommand() *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gha := githubactions.New(githubactions.WithWriter(cmd.OutOrStdout()))
-			var err error
-			switch c := inputOr(gha, "command", "check"); c {
-			case "check":
-				err = actionCheck(cmd, gha)
-			case "deploy":
-				err = actionDeploy(cmd, gha)
-			default:
-				err = &exitError{code: exitConfig, err: fmt.Errorf("input command: %q is not a command this version runs; use check or deploy", c)}
-			}
+			err := runAction(cmd, inputs{gha})
 			// An error is an annotation, escaped, and nothing else: printed
 			// as it is on stderr, which the runner reads too, text that a
 			// Compose file chose could run a workflow command.
@@ -55,34 +49,90 @@ func newActionCommand() *cobra.Command {
 	}
 }
 
+// actionCommands are what the command input runs.
+var actionCommands = []string{"check", "deploy", "redeploy", "rollback", "releases"}
+
+func runAction(cmd *cobra.Command, in inputs) error {
+	c := in.or("command", "check")
+	if !slices.Contains(actionCommands, c) {
+		return inputError("command", "%q is not a command of this Action: use one of %s", c, strings.Join(actionCommands, ", "))
+	}
+	// The run's own files (the SSH key, known_hosts, the env input) live
+	// outside the workspace, owner-only, and go with the run.
+	tmp, err := os.MkdirTemp("", "deployer-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	switch c {
+	case "check":
+		return actionCheck(cmd, in, tmp)
+	case "rollback", "releases":
+		return actionOnHosts(cmd, in, tmp, c)
+	}
+	return actionDeploy(cmd, in, tmp, c == "redeploy")
+}
+
 // actionCheckOptions reads the inputs that load and check a project.
 // Paths are resolved in working-directory but reported relative to the
-// workspace, so annotations and code scanning find the files.
+// workspace, so annotations and code scanning find the files. The env
+// input is one more env file, last (so it wins), written in tmp.
 //
 // The project sees only the variables the workflow names in pass-env, and
 // its files must stay inside the workspace: a pull request controls it.
-func actionCheckOptions(gha *githubactions.Action) (checkOptions, error) {
-	dir := inputOr(gha, "working-directory", ".")
-	env, err := project.ActionEnviron(list(gha.GetInput("pass-env")))
+func actionCheckOptions(in inputs, tmp string) (checkOptions, error) {
+	dir := in.or("working-directory", ".")
+	env, err := project.ActionEnviron(in.list("pass-env"))
 	if err != nil {
-		return checkOptions{}, &exitError{code: exitConfig, err: fmt.Errorf("input pass-env: %w", err)}
+		return checkOptions{}, inputError("pass-env", "%v", err)
+	}
+	strict, err := in.boolean("strict")
+	if err != nil {
+		return checkOptions{}, err
 	}
 	o := checkOptions{
-		files:         inDir(dir, list(gha.GetInput("compose-files"))),
-		envFiles:      inDir(dir, list(gha.GetInput("env-files"))),
-		profiles:      list(gha.GetInput("profiles")),
-		strict:        gha.GetInput("strict") == "true",
-		cloudflareSSL: gha.GetInput("cloudflare-ssl"),
-		hostMemory:    gha.GetInput("host-memory"),
-		environment:   gha.GetInput("environment"),
+		files:         inDir(dir, in.list("compose-files")),
+		envFiles:      inDir(dir, in.list("env-files")),
+		profiles:      in.list("profiles"),
+		strict:        strict,
+		cloudflareSSL: in.str("cloudflare-ssl"),
+		hostMemory:    in.str("host-memory"),
+		environment:   in.str("environment"),
 		env:           env,
 		root:          workspace(),
 	}
 	if dir != "." {
 		o.workingDir = dir
 	}
-	maskEnvFiles(gha, o)
+	if text := in.raw("env"); strings.TrimSpace(text) != "" {
+		if len(o.envFiles) == 0 {
+			// As without it: the project's .env, when there is one.
+			if dotEnv := filepath.Join(o.projectDir(), ".env"); fileExists(dotEnv) {
+				o.envFiles = []string{dotEnv}
+			}
+		}
+		f := filepath.Join(tmp, "env")
+		if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
+			return checkOptions{}, err
+		}
+		o.envFiles = append(o.envFiles, f)
+	}
+	maskEnvFiles(in.gha, o)
 	return o, nil
+}
+
+// projectDir is where the project's own .env is looked for: as compose
+// does, the working directory, else the first file's.
+func (o checkOptions) projectDir() string {
+	if o.workingDir == "" && len(o.files) > 0 {
+		return filepath.Dir(o.files[0])
+	}
+	return cmp.Or(o.workingDir, ".")
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // maskEnvFiles hides every value of the env files the project will read,
@@ -91,11 +141,7 @@ func actionCheckOptions(gha *githubactions.Action) (checkOptions, error) {
 func maskEnvFiles(gha *githubactions.Action, o checkOptions) {
 	files := o.envFiles
 	if len(files) == 0 {
-		dir := o.workingDir
-		if dir == "" && len(o.files) > 0 {
-			dir = filepath.Dir(o.files[0])
-		}
-		files = []string{filepath.Join(dir, ".env")}
+		files = []string{filepath.Join(o.projectDir(), ".env")}
 	}
 	for _, f := range files {
 		data, err := project.ReadPlainFile(f, project.MaxFileSize)
@@ -155,8 +201,9 @@ func commandSafeText(s string) string {
 	return b.String()
 }
 
-func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
-	o, err := actionCheckOptions(gha)
+func actionCheck(cmd *cobra.Command, in inputs, tmp string) error {
+	gha := in.gha
+	o, err := actionCheckOptions(in, tmp)
 	if err != nil {
 		return err
 	}
@@ -168,7 +215,7 @@ func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
 	if err := report.GitHub(cmd.OutOrStdout(), findings, ro); err != nil {
 		return err
 	}
-	if path := gha.GetInput("sarif-file"); path != "" {
+	if path := in.str("sarif-file"); path != "" {
 		if err := writeFile(path, func(f *os.File) error { return report.SARIF(f, findings, ro) }); err != nil {
 			return fmt.Errorf("input sarif-file: %w", err)
 		}
@@ -189,23 +236,26 @@ func actionCheck(cmd *cobra.Command, gha *githubactions.Action) error {
 	return nil
 }
 
-// summary is the job summary: a table of what needs fixing.
+// summary is the job summary of a check: a table of what needs fixing.
 func summary(fs []checks.Finding) string {
+	t := findingsTable(fs)
+	if t == "" {
+		t = "No problems found.\n"
+	}
+	return "### deployer check\n\n" + t
+}
+
+// findingsTable is the findings as a Markdown table, "" for none.
+func findingsTable(fs []checks.Finding) string {
 	var b strings.Builder
-	b.WriteString("### deployer check\n\n")
-	shown := 0
 	for _, f := range fs {
 		if f.Suppressed != nil {
 			continue
 		}
-		if shown == 0 {
+		if b.Len() == 0 {
 			b.WriteString("| | rule | where | what | fix |\n|---|---|---|---|---|\n")
 		}
-		shown++
 		fmt.Fprintf(&b, "| %s | [%s](%s) | `%s` | %s | %s |\n", f.Severity, f.Rule, ruleURL(f.Rule), f.Pos, cell(f.Message), cell(f.Fix))
-	}
-	if shown == 0 {
-		b.WriteString("No problems found.\n")
 	}
 	return b.String()
 }
@@ -239,13 +289,6 @@ func inDir(dir string, paths []string) []string {
 		}
 	}
 	return paths
-}
-
-func inputOr(gha *githubactions.Action, name, def string) string {
-	if v := gha.GetInput(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func writeFile(path string, write func(*os.File) error) error {

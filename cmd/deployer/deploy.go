@@ -15,12 +15,14 @@ import (
 // connOptions say how to reach the hosts; deploy, releases, rollback and
 // rotate share them.
 type connOptions struct {
-	hosts       []string
-	sshKey      string
-	knownHosts  string
-	fingerprint string
-	local       bool
-	root        string
+	hosts          []string
+	sshKey         string
+	knownHosts     string
+	fingerprint    string
+	pass           []byte // the Action's input; the command line reads DEPLOYER_SSH_PASSPHRASE
+	connectTimeout time.Duration
+	local          bool
+	root           string
 }
 
 func (c *connOptions) addFlags(f *pflag.FlagSet) {
@@ -28,18 +30,22 @@ func (c *connOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.sshKey, "ssh-key", "", "private key file (OpenSSH or PEM); default: the SSH agent")
 	f.StringVar(&c.knownHosts, "known-hosts", "", "known_hosts file that holds the host's key")
 	f.StringVar(&c.fingerprint, "host-fingerprint", "", "the host key's SHA256:… fingerprint, instead of --known-hosts")
+	f.DurationVar(&c.connectTimeout, "connect-timeout", 0, "how long to wait for each host's TCP connection and SSH handshake (default 15s)")
 	f.BoolVar(&c.local, "local", false, "use this machine's Docker Engine, without SSH")
 	f.StringVar(&c.root, "root", deployer.DefaultRoot, "directory of deployer's files on the host")
 	_ = f.MarkHidden("root")
 }
 
-// passphrase reads an encrypted key's passphrase from the environment, so
-// it never sits in a flag (and in shell history).
-func passphrase() ([]byte, error) {
+// passphrase gives an encrypted key's passphrase: the Action's input, or
+// the environment, so that it never sits in a flag (and in shell history).
+func (c connOptions) passphrase() ([]byte, error) {
+	if c.pass != nil {
+		return c.pass, nil
+	}
 	if p, ok := os.LookupEnv("DEPLOYER_SSH_PASSPHRASE"); ok {
 		return []byte(p), nil
 	}
-	return nil, errors.New("the SSH key is encrypted: set DEPLOYER_SSH_PASSPHRASE (in Actions, from a secret)")
+	return nil, errors.New("the SSH key is encrypted: set DEPLOYER_SSH_PASSPHRASE (in Actions, the ssh-passphrase input, from a secret)")
 }
 
 type deployOptions struct {
@@ -58,6 +64,7 @@ type deployOptions struct {
 	cacheFrom       []string
 	cacheTo         []string
 	insecureBuilder bool
+	redeploy        bool
 }
 
 func newDeployCommand() *cobra.Command {
@@ -80,6 +87,24 @@ Hosts are deployed one at a time; the first failure stops the rest.`,
 	}
 	o.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", "text", "output: text, or json (each host's result on stdout: release, previous, status, images, bytes shipped, migration, steps, error; progress on stderr)")
+	return cmd
+}
+
+func newRedeployCommand() *cobra.Command {
+	o := deployOptions{redeploy: true}
+	cmd := &cobra.Command{
+		Use:   "redeploy -f FILE... (--host [USER@]HOST --known-hosts FILE | --local)",
+		Short: "Deploy the live release's images again, without a build (after a host reboot or a changed secret)",
+		Long: `redeploy is a deploy that takes the images of the services with build:
+from the live release instead of building them, with the configuration and
+environment given now: a changed secret reaches the containers, a host that
+rebooted gets its stack back. It takes the deploy lock, runs the migration
+gate (skipped when unchanged), waits for health and rolls back like deploy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, o) },
+	}
+	o.addFlags(cmd)
+	cmd.Flags().StringVar(&o.format, "format", "text", "output: text, or json (as deploy)")
 	return cmd
 }
 
@@ -150,9 +175,9 @@ func (o deployOptions) options(cmd *cobra.Command) (deployer.Options, error) {
 	opts := deployer.Options{
 		Load: o.loadOptions(), Name: o.name,
 		Hosts: o.conn.hosts, SSHKey: o.conn.sshKey, KnownHosts: o.conn.knownHosts, Fingerprint: o.conn.fingerprint,
-		Passphrase: passphrase, Local: o.conn.local, Root: o.conn.root,
+		Passphrase: o.conn.passphrase, ConnectTimeout: o.conn.connectTimeout, Local: o.conn.local, Root: o.conn.root,
 		Migrate: o.migrate, HealthTimeout: o.healthTimeout, MigrateTimeout: o.migrateTimeout, LockTimeout: o.lockTimeout,
-		Keep: o.keep, NoRollback: o.noRollback, DryRun: o.dryRun,
+		Keep: o.keep, NoRollback: o.noRollback, DryRun: o.dryRun, Redeploy: o.redeploy,
 		Builder: o.builder, InsecureBuilder: o.insecureBuilder, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
 		Checks: checks, Strict: o.strict, Trigger: o.trigger,
 	}

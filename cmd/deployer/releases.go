@@ -34,10 +34,10 @@ func (o hostOptions) plan(ctx context.Context) (*deployer.Plan, error) {
 	plan, err := deployer.NewHostPlan(ctx, deployer.Options{
 		Load: project.Options{Files: o.files}, Name: o.name,
 		Hosts: o.conn.hosts, SSHKey: o.conn.sshKey, KnownHosts: o.conn.knownHosts, Fingerprint: o.conn.fingerprint,
-		Passphrase: passphrase, Local: o.conn.local, Root: o.conn.root,
+		Passphrase: o.conn.passphrase, ConnectTimeout: o.conn.connectTimeout, Local: o.conn.local, Root: o.conn.root,
 	})
 	if err != nil {
-		return nil, &exitError{code: deployer.ExitCode(err), err: err}
+		return nil, &exitError{code: deployer.ExitCode(err), err: o.conn.named(err)}
 	}
 	return plan, nil
 }
@@ -72,7 +72,7 @@ func printReleases(w io.Writer, hosts []deployer.HostReleases) error {
 			continue
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  \tRELEASE\tCREATED\tTRIGGER\tCOMMIT\tSTATUS\tIMAGES")
+		fmt.Fprintln(tw, "  \tRELEASE\tCREATED\tTRIGGER\tBY\tCOMMIT\tSTATUS\tIMAGES")
 		for i := len(h.Releases) - 1; i >= 0; i-- {
 			r := h.Releases[i]
 			mark := ""
@@ -87,9 +87,12 @@ func printReleases(w io.Writer, hosts []deployer.HostReleases) error {
 			for _, s := range sortedKeys(r.Images) {
 				images = append(images, s+"="+r.Images[s])
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%v\n", mark, r.ID, r.Created.Local().Format(time.DateTime), r.Trigger, cmp.Or(commit, "-"), r.Status, images)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\n", mark, r.ID, r.Created.Local().Format(time.DateTime), r.Trigger, cmp.Or(r.Actor, "-"), cmp.Or(commit, "-"), r.Status, images)
+			if r.RunURL != "" {
+				fmt.Fprintf(tw, "  \t\t\t\t\t\t\t  %s\n", r.RunURL)
+			}
 			if r.Error != "" {
-				fmt.Fprintf(tw, "  \t\t\t\t\t\t  %s\n", r.Error)
+				fmt.Fprintf(tw, "  \t\t\t\t\t\t\t  %s\n", r.Error)
 			}
 		}
 		if err := tw.Flush(); err != nil {

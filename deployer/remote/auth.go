@@ -35,6 +35,14 @@ func newAuth(cfg Config) (*auth, error) {
 	}, nil
 }
 
+// CheckKey reads and parses a private key file as a connection would
+// (asking passphrase for an encrypted one), so that a bad key is found
+// before anything connects.
+func CheckKey(file string, passphrase func() ([]byte, error)) error {
+	_, err := loadKey(file, passphrase)
+	return err
+}
+
 func loadKey(file string, passphrase func() ([]byte, error)) (ssh.Signer, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
@@ -56,7 +64,7 @@ func loadKey(file string, passphrase func() ([]byte, error)) (ssh.Signer, error)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("parse SSH key %s: %w", file, err)
+		return nil, fmt.Errorf("parse SSH key %s: %w (give the whole private key, OpenSSH or PEM, from its -----BEGIN line to its -----END line)", file, err)
 	}
 	return signer, nil
 }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// actionYAML is what the tests read of action.yml.
+type actionYAML struct {
+	Inputs  map[string]struct{ Default *string } `yaml:"inputs"`
+	Outputs map[string]any                       `yaml:"outputs"`
+}
+
+func readActionYAML(t *testing.T) actionYAML {
+	t.Helper()
+	b, err := os.ReadFile(repoPath(t, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a actionYAML
+	if err := yaml.Unmarshal(b, &a); err != nil {
+		t.Fatalf("action.yml: %v", err)
+	}
+	return a
+}
+
+// inputsRead are the inputs the code reads: the literal names given to the
+// methods of inputs in this package.
+func inputsRead(t *testing.T) map[string]bool {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, _ := filepath.Glob("*.go")
+	read := map[string]bool{}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			recv, ok := sel.X.(*ast.Ident)
+			lit, isLit := call.Args[0].(*ast.BasicLit)
+			if !ok || recv.Name != "in" || !isLit || lit.Kind != token.STRING {
+				return true
+			}
+			if s, err := strconv.Unquote(lit.Value); err == nil {
+				read[s] = true
+			}
+			return true
+		})
+	}
+	// The loops over names read these through a map.
+	for _, s := range []string{"no-rollback", "dry-run", "insecure-builder", "health-timeout", "migrate-timeout", "lock-timeout"} {
+		read[s] = true
+	}
+	return read
+}
+
+// Every input of action.yml is read by the code and documented, and the
+// code reads no input that action.yml does not declare.
+func TestActionInputsAgree(t *testing.T) {
+	a := readActionYAML(t)
+	read := inputsRead(t)
+	docs, err := os.ReadFile(repoPath(t, "docs/action.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(read) < 20 {
+		t.Fatalf("found only %d inputs read in the code: %v", len(read), slices.Sorted(maps.Keys(read)))
+	}
+	for name := range a.Inputs {
+		if !read[name] {
+			t.Errorf("input %s is declared in action.yml but the code never reads it", name)
+		}
+		if !strings.Contains(string(docs), "`"+name+"`") {
+			t.Errorf("input %s is not documented in docs/action.md", name)
+		}
+	}
+	for name := range read {
+		if _, ok := a.Inputs[name]; !ok {
+			t.Errorf("the code reads input %s, which action.yml does not declare", name)
+		}
+	}
+	for name := range a.Outputs {
+		if !strings.Contains(string(docs), "`"+name+"`") {
+			t.Errorf("output %s is not documented in docs/action.md", name)
+		}
+	}
+}
+
+// The example workflows parse, and every with: they give the Action is one
+// of its inputs.
+func TestExampleWorkflows(t *testing.T) {
+	a := readActionYAML(t)
+	files, _ := filepath.Glob(repoPath(t, "examples/workflows/*.yml"))
+	if len(files) < 2 {
+		t.Fatalf("examples/workflows has %d workflows, want the deploy and the preflight ones", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wf struct {
+			On   any `yaml:"on"`
+			Jobs map[string]struct {
+				Steps []struct {
+					Uses string            `yaml:"uses"`
+					With map[string]string `yaml:"with"`
+				} `yaml:"steps"`
+			} `yaml:"jobs"`
+		}
+		if err := yaml.Unmarshal(b, &wf); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+			continue
+		}
+		uses := 0
+		for _, job := range wf.Jobs {
+			for _, step := range job.Steps {
+				if !strings.HasPrefix(step.Uses, "semalink/deploy-action@") {
+					continue
+				}
+				uses++
+				for key := range step.With {
+					if _, ok := a.Inputs[key]; !ok {
+						t.Errorf("%s: with: %s is not an input of action.yml", filepath.Base(f), key)
+					}
+				}
+			}
+		}
+		if uses == 0 || wf.On == nil {
+			t.Errorf("%s: no step uses the Action, or no trigger", filepath.Base(f))
+		}
+	}
+}
+
+// A bad input is one annotation that names it and says what to give,
+// exit code 2, before anything connects (the host here would refuse any
+// connection, which would be a different error).
+func TestActionBadInputs(t *testing.T) {
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----"
+	base := map[string]string{
+		"INPUT_COMMAND": "deploy", "INPUT_COMPOSE-FILES": "examples/demo/compose.yaml", "INPUT_HOSTS": "deploy@127.0.0.1:1",
+		"INPUT_HOST-FINGERPRINT": "SHA256:" + strings.Repeat("A", 43),
+	}
+	for _, tc := range []struct {
+		name string
+		set  map[string]string
+		want string
+	}{
+		{"unknown command", map[string]string{"INPUT_COMMAND": "launch"}, "input command: \"launch\" is not a command of this Action: use one of check, deploy, redeploy, rollback, releases"},
+		{"local: yes", map[string]string{"INPUT_LOCAL": "yes"}, `input local: "yes" is not a boolean: write true or false`},
+		{"local: true", map[string]string{"INPUT_LOCAL": "TRUE", "INPUT_HOSTS": ""}, "input local: the Action cannot deploy to the runner's own Engine"},
+		{"dry-run: 1", map[string]string{"INPUT_DRY-RUN": "1"}, `input dry-run: "1" is not a boolean`},
+		{"no hosts", map[string]string{"INPUT_HOSTS": ""}, "input hosts: no host to work on"},
+		{"empty known-hosts", map[string]string{"INPUT_HOST-FINGERPRINT": "", "INPUT_KNOWN-HOSTS": "  \n"}, "input known-hosts: empty, and no host-fingerprint"},
+		{"no key", nil, "input ssh-private-key: empty"},
+		{"key that does not parse", map[string]string{"INPUT_SSH-PRIVATE-KEY": key}, "parse SSH key from input ssh-private-key: ssh: invalid openssh private key format (give the whole private key"},
+		{"connect-timeout", map[string]string{"INPUT_CONNECT-TIMEOUT": "ten"}, `input connect-timeout: "ten" is not a duration`},
+		{"keep", map[string]string{"INPUT_KEEP": "0"}, `input keep: "0" is not a number of at least 1`},
+		{"rollback without hosts", map[string]string{"INPUT_COMMAND": "rollback", "INPUT_HOSTS": ""}, "input hosts: no host to work on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range base {
+				t.Setenv(k, v)
+			}
+			for k, v := range tc.set {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := run(t, repoPath(t, "."), "action")
+			errs := strings.Count(stdout, "::error")
+			if code != exitConfig || errs != 1 || !strings.Contains(stdout, "::error::"+tc.want) || stderr != "" {
+				t.Errorf("exit %d, %d error annotations, stdout:\n%s\nstderr: %s\nwant exit 2 and one ::error::%s", code, errs, stdout, stderr, tc.want)
+			}
+			if strings.Contains(stdout, "connect to") {
+				t.Errorf("it connected:\n%s", stdout)
+			}
+		})
+	}
+}
