@@ -191,9 +191,14 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	// Named once the lock is ours: release IDs sort in the order the
 	// releases were deployed.
 	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit,
-		Actor: p.Actor, RunURL: p.RunURL, Status: StatusPending}
+		Actor: p.Actor, RunURL: p.RunURL, Deployment: p.Deployment, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
-	res.Release, res.Previous = rel.ID, prev
+	res.Release, res.Previous, res.Deployment = rel.ID, prev, p.Deployment
+	if prev != "" {
+		if old, err := t.readRelease(ctx, prev); err == nil {
+			res.PreviousDeployment = old.Deployment
+		}
+	}
 	defer func() { res.Status = rel.Status }()
 
 	done := rep.Step("images")

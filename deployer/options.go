@@ -59,6 +59,9 @@ type Options struct {
 	Commit  string // default: GITHUB_SHA, else the git HEAD of the directory the deployer runs in
 	Actor   string // who asked (a GitHub login), recorded in the release
 	RunURL  string // where the run that deploys can be read, recorded in the release
+	// Deployment is the GitHub Deployment this deploy reports to, recorded
+	// in the release so that a rollback can report to it again; 0: none.
+	Deployment int64
 }
 
 // ConfigError is a deploy that cannot start as configured; nothing was
@@ -126,7 +129,7 @@ func NewPlan(ctx context.Context, o Options) (*Plan, error) {
 		Builder:   builder,
 		CacheFrom: o.CacheFrom, CacheTo: o.CacheTo, Progress: o.Progress,
 		Checks: o.Checks, Strict: o.Strict,
-		Trigger: o.Trigger, Commit: o.Commit, Actor: o.Actor, RunURL: o.RunURL,
+		Trigger: o.Trigger, Commit: o.Commit, Actor: o.Actor, RunURL: o.RunURL, Deployment: o.Deployment,
 		Env:     p.EnvFileVars(),
 		Secrets: p.SecretValues(),
 	}

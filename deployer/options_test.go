@@ -1,6 +1,9 @@
 package deployer
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/semalink/deploy-action/checks/project"
+	"golang.org/x/crypto/ssh"
 )
 
 // writeProject writes a small Compose project with the given x-deployer
@@ -65,6 +69,7 @@ func TestNewPlanErrorsAreConfigErrors(t *testing.T) {
 		{"unverified", Options{Load: good, Hosts: []string{"h"}}, "cannot be verified"},
 		{"migrate", Options{Load: good, Local: true, Migrate: "nope"}, `migrate service "nope"`},
 		{"name", Options{Load: good, Local: true, Name: "Bad Name"}, "project name"},
+		{"key", Options{Load: good, Hosts: []string{"h"}, Fingerprint: "SHA256:x", SSHKey: "options_test.go"}, "parse SSH key options_test.go"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewPlan(t.Context(), tc.o)
@@ -78,7 +83,16 @@ func TestNewPlanErrorsAreConfigErrors(t *testing.T) {
 
 func TestHostsFromOptions(t *testing.T) {
 	pass := func() ([]byte, error) { return []byte("p"), nil }
-	o := Options{Hosts: []string{"deploy@203.0.113.7:2222", "203.0.113.8"}, SSHKey: "k", Fingerprint: "SHA256:x", Passphrase: pass}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(k, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Hosts: []string{"deploy@203.0.113.7:2222", "203.0.113.8"}, SSHKey: k, Fingerprint: "SHA256:x", Passphrase: pass}
 	cfgs, err := o.hosts(project.Settings{})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +102,7 @@ func TestHostsFromOptions(t *testing.T) {
 		t.Errorf("hosts %s", got)
 	}
 	for _, c := range cfgs {
-		if c.KeyFile != "k" || c.Fingerprint != "SHA256:x" || c.Passphrase == nil {
+		if c.KeyFile != k || c.Fingerprint != "SHA256:x" || c.Passphrase == nil {
 			t.Errorf("config %+v lacks the key, fingerprint or passphrase", c)
 		}
 	}

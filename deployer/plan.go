@@ -46,14 +46,17 @@ type Plan struct {
 	Checks checks.Options
 	Strict bool // warnings stop the deploy too
 
-	Trigger string   // who asked: cli, action, workflow_dispatch, webhook
-	Commit  string   // the source revision, when known
-	Actor   string   // who ran it, when known (a GitHub login)
-	RunURL  string   // the run that deploys (a workflow run's URL), when there is one
-	Env     []string // KEY=VALUE from the env files: uploaded as the release's .env
-	Secrets []string // values never to print
-	Root    string   // the deployer directory on the host; default /srv/deployer
-	Now     func() time.Time
+	Trigger string // who asked: cli, action, workflow_dispatch, webhook
+	Commit  string // the source revision, when known
+	Actor   string // who ran it, when known (a GitHub login)
+	RunURL  string // the run that deploys (a workflow run's URL), when there is one
+	// Deployment is the GitHub Deployment the front door reports this
+	// deploy to (0: none); the release records it.
+	Deployment int64
+	Env        []string // KEY=VALUE from the env files: uploaded as the release's .env
+	Secrets    []string // values never to print
+	Root       string   // the deployer directory on the host; default /srv/deployer
+	Now        func() time.Time
 
 	// connect reaches a host; nil: over SSH. The tests' fakes come in here.
 	connect func(context.Context, remote.Config) (Host, func() error, error)

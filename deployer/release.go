@@ -20,15 +20,17 @@ import (
 // Release is one deploy's record on the host, kept as release.json next to
 // the rendered Compose file and .env it ran with.
 type Release struct {
-	ID       string            `json:"id"`
-	Project  string            `json:"project"`
-	Created  time.Time         `json:"created"`
-	Finished time.Time         `json:"finished,omitzero"`
-	Trigger  string            `json:"trigger"`
-	Commit   string            `json:"commit,omitempty"`
-	Actor    string            `json:"actor,omitempty"`   // who ran it (a GitHub login)
-	RunURL   string            `json:"run_url,omitempty"` // the workflow run that deployed it
-	Images   map[string]string `json:"images"`            // service → pinned image reference
+	ID       string    `json:"id"`
+	Project  string    `json:"project"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+	Trigger  string    `json:"trigger"`
+	Commit   string    `json:"commit,omitempty"`
+	Actor    string    `json:"actor,omitempty"`   // who ran it (a GitHub login)
+	RunURL   string    `json:"run_url,omitempty"` // the workflow run that deployed it
+	// Deployment is the GitHub Deployment its deploy reported to.
+	Deployment int64             `json:"deployment,omitempty"`
+	Images     map[string]string `json:"images"` // service → pinned image reference
 	// Services are what "up" must bring to health: every service but the
 	// one-off jobs. A rollback waits for the same.
 	Services []ServiceCheck `json:"services"`

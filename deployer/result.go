@@ -8,13 +8,17 @@ import (
 // Result is how a deploy went on one host: what a front door outputs
 // (the Action's outputs, `deploy --format json`, the server's records).
 type Result struct {
-	Host     string           `json:"host"`
-	Release  string           `json:"release,omitempty"`  // the new release's ID, once named
-	Previous string           `json:"previous,omitempty"` // the release that was live before
-	Status   Status           `json:"status,omitempty"`   // how the new release ended (pending: the deploy stopped before it was complete); "" when none was made
-	DryRun   bool             `json:"dry_run,omitempty"`
-	Images   map[string]Image `json:"images,omitempty"` // service → the image it runs
-	Shipped  int64            `json:"bytes_shipped"`    // image layers sent to the host (0 when it built them itself)
+	Host     string `json:"host"`
+	Release  string `json:"release,omitempty"`  // the new release's ID, once named
+	Previous string `json:"previous,omitempty"` // the release that was live before
+	// Deployment and PreviousDeployment are the GitHub Deployments the two
+	// releases recorded, when they did.
+	Deployment         int64            `json:"deployment,omitempty"`
+	PreviousDeployment int64            `json:"previous_deployment,omitempty"`
+	Status             Status           `json:"status,omitempty"` // how the new release ended (pending: the deploy stopped before it was complete); "" when none was made
+	DryRun             bool             `json:"dry_run,omitempty"`
+	Images             map[string]Image `json:"images,omitempty"` // service → the image it runs
+	Shipped            int64            `json:"bytes_shipped"`    // image layers sent to the host (0 when it built them itself)
 	// Migration is "ran", "skipped" (unchanged since the live release) or
 	// "" (no migration service, or not reached).
 	Migration  string       `json:"migration,omitempty"`

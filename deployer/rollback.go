@@ -115,7 +115,7 @@ func rollbackOn(ctx context.Context, p *Plan, h Host, to string, rep Reporter, r
 		return err
 	}
 	t.finish(ctx, rel, StatusLive, nil)
-	res.Status = StatusLive
+	res.Status, res.Deployment = StatusLive, rel.Deployment
 	res.Images = map[string]Image{}
 	for svc, ref := range rel.Images {
 		img := Image{Ref: ref}
@@ -125,6 +125,7 @@ func rollbackOn(ctx context.Context, p *Plan, h Host, to string, rep Reporter, r
 		res.Images[svc] = img
 	}
 	if old, err := t.readRelease(ctx, cur); err == nil {
+		res.PreviousDeployment = old.Deployment
 		t.finish(ctx, old, StatusRolledBack, errors.New("rolled back by hand to "+id))
 	}
 	rep.Printf("%s is live again", id)

@@ -97,7 +97,7 @@ func actionCheckOptions(in inputs, tmp string) (checkOptions, error) {
 		strict:        strict,
 		cloudflareSSL: in.str("cloudflare-ssl"),
 		hostMemory:    in.str("host-memory"),
-		environment:   in.str("environment"),
+		environment:   checksEnvironment(in.str("environment")),
 		env:           env,
 		root:          workspace(),
 	}
@@ -128,6 +128,16 @@ func (o checkOptions) projectDir() string {
 		return filepath.Dir(o.files[0])
 	}
 	return cmp.Or(o.workingDir, ".")
+}
+
+// checksEnvironment is what the environment input tells the checks: it
+// names the GitHub environment, which the checks understand when it is
+// staging or production; another name leaves them to x-deployer's.
+func checksEnvironment(name string) string {
+	if slices.Contains(project.Environments, strings.ToLower(name)) {
+		return strings.ToLower(name)
+	}
+	return ""
 }
 
 func fileExists(path string) bool {

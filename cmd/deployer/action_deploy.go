@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,14 +63,22 @@ func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) erro
 	for _, s := range plan.Secrets {
 		mask(in.gha, s)
 	}
-	rep := &actionReporter{gha: in.gha, w: cmd.OutOrStdout()}
-	results, err := deployer.Run(cmd.Context(), plan, rep)
 	what := "deploy"
 	if redeploy {
 		what = "redeploy"
 	}
-	outcome{what: what, project: plan.Name, results: results, err: err, secrets: plan.Secrets, took: time.Since(start),
-		url: in.str("url"), rep: rep}.write(in.gha)
+	var dep *deployment
+	if !plan.DryRun {
+		if dep = startDeployment(cmd.Context(), in, what, plan.Commit); dep != nil {
+			plan.Deployment = dep.id
+		}
+	}
+	rep := &actionReporter{gha: in.gha, w: cmd.OutOrStdout()}
+	results, err := deployer.Run(cmd.Context(), plan, rep)
+	out := outcome{what: what, project: plan.Name, results: results, err: err, secrets: plan.Secrets, took: time.Since(start),
+		url: in.str("url"), rep: rep}
+	out.write(in.gha)
+	dep.finishDeploy(context.WithoutCancel(cmd.Context()), out)
 	return deployFailed(err, plan)
 }
 
@@ -105,6 +114,7 @@ func actionOnHosts(cmd *cobra.Command, in inputs, tmp, command string) error {
 	}
 	results, err := deployer.Rollback(cmd.Context(), plan, in.str("release"), rep)
 	outcome{what: "rollback", project: plan.Name, results: results, err: err, took: time.Since(start), url: in.str("url"), rep: rep}.write(in.gha)
+	finishRollback(context.WithoutCancel(cmd.Context()), in, results)
 	if err != nil {
 		return &exitError{code: deployer.ExitCode(err), err: err}
 	}

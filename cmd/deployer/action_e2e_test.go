@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/semalink/deploy-action/deployer/compose/composetest"
 	"github.com/semalink/deploy-action/deployer/remote/remotetest"
+	"github.com/semalink/deploy-action/internal/ghdeploy/ghdeploytest"
 )
 
 // actionRun is one run of the Action as a runner starts it.
@@ -74,7 +76,8 @@ func TestActionAgainstAHost(t *testing.T) {
 	t.Cleanup(func() { composeDown(name) })
 	root := remotetest.TempDir(t, ssh.User)
 
-	const secret = "s3cret-token-7f1d9e"
+	const secret, token = "s3cret-token-7f1d9e", "ghs_e2eToken4b1c"
+	gh := ghdeploytest.New(t, token, "semalink/shop")
 	action := func(t *testing.T, extra ...string) actionRun {
 		t.Helper()
 		tmp := t.TempDir()
@@ -84,6 +87,8 @@ func TestActionAgainstAHost(t *testing.T) {
 			"GITHUB_ACTIONS=true", "GITHUB_WORKSPACE=" + dir, "GITHUB_OUTPUT=" + outputs, "GITHUB_STEP_SUMMARY=" + summary,
 			"GITHUB_EVENT_NAME=workflow_dispatch", "GITHUB_ACTOR=octocat",
 			"GITHUB_SERVER_URL=https://github.com", "GITHUB_REPOSITORY=semalink/shop", "GITHUB_RUN_ID=42",
+			"GITHUB_SHA=3f2a9c1d0e5b7a8c9d0e1f2a3b4c5d6e7f8a9b0c", "GITHUB_API_URL=" + gh.URL,
+			"INPUT_GITHUB-TOKEN=" + token, "INPUT_ENVIRONMENT=staging",
 			"DEPLOYER_ROOT=" + root,
 			"INPUT_COMMAND=deploy", "INPUT_COMPOSE-FILES=compose.yaml", "INPUT_PROJECT=" + name,
 			"INPUT_HOSTS=" + ssh.User + "@" + ssh.Host + ":" + ssh.Port,
@@ -97,7 +102,7 @@ func TestActionAgainstAHost(t *testing.T) {
 		a.summary = string(b)
 		// The secrets may only be in the mask commands.
 		masked := regexp.MustCompile(`(?m)^::add-mask::.*$`).ReplaceAllString(r.output(), "")
-		for _, s := range []string{secret, strings.Split(strings.TrimSpace(string(key)), "\n")[1]} {
+		for _, s := range []string{secret, token, strings.Split(strings.TrimSpace(string(key)), "\n")[1]} {
 			if strings.Contains(masked, s) || strings.Contains(a.summary, s) || strings.Contains(strings.Join(mapValues(a.outputs), "\n"), s) {
 				t.Errorf("a secret (%.8s…) reached the log, the outputs or the summary", s)
 			}
@@ -140,6 +145,26 @@ func TestActionAgainstAHost(t *testing.T) {
 		t.Fatalf("rollback: exit %d, outputs %v\n%s", back.code, back.outputs, back.output())
 	}
 
+	// The Deployments, as GitHub was told: each deploy created one, in
+	// progress then done; the failed one failed and the one before came
+	// back; the rollback by hand failed the one it left and restored the
+	// first.
+	var got []string
+	for _, c := range gh.Calls() {
+		got = append(got, fmt.Sprintf("%d %s", c.Deployment, c.State))
+		if c.State == "success" && (c.Body["environment_url"] != "https://shop.example" || c.Body["log_url"] != "https://github.com/semalink/shop/actions/runs/42") {
+			t.Errorf("success of %d without the environment's URL and the run's: %v", c.Deployment, c.Body)
+		}
+		if c.State == "created" && (c.Body["environment"] != "staging" || c.Body["ref"] != "3f2a9c1d0e5b7a8c9d0e1f2a3b4c5d6e7f8a9b0c") {
+			t.Errorf("deployment %d: %v", c.Deployment, c.Body)
+		}
+	}
+	want := "101 created,101 in_progress,101 success,102 created,102 in_progress,102 success," +
+		"103 created,103 in_progress,103 failure,102 success,102 failure,101 success"
+	if strings.Join(got, ",") != want {
+		t.Errorf("GitHub was told:\n%s\nwant:\n%s", strings.Join(got, ","), want)
+	}
+
 	list := action(t, "INPUT_COMMAND=releases")
 	var hosts []struct {
 		Current  string
@@ -152,6 +177,15 @@ func TestActionAgainstAHost(t *testing.T) {
 	if err := json.Unmarshal([]byte(list.outputs["releases"]), &hosts); err != nil || len(hosts) != 1 || hosts[0].Current != first.outputs["release-id"] ||
 		len(hosts[0].Releases) != 3 || hosts[0].Releases[0].Actor != "octocat" || hosts[0].Releases[0].RunURL != "https://github.com/semalink/shop/actions/runs/42" {
 		t.Errorf("releases output %s (%v)", list.outputs["releases"], err)
+	}
+
+	// Without the permission, GitHub's refusal is a warning that names
+	// it, and the deploy goes on.
+	gh.Forbid = true
+	refused := action(t, "INPUT_COMMAND=redeploy")
+	if refused.code != exitOK || !strings.Contains(refused.stdout, "::warning::GitHub Deployment: create a deployment: GitHub answered 403") ||
+		!strings.Contains(refused.stdout, "permissions: deployments: write") {
+		t.Errorf("redeploy without the permission: exit %d\n%s", refused.code, refused.output())
 	}
 }
 

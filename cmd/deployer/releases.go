@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -88,8 +89,12 @@ func printReleases(w io.Writer, hosts []deployer.HostReleases) error {
 				images = append(images, s+"="+r.Images[s])
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\n", mark, r.ID, r.Created.Local().Format(time.DateTime), r.Trigger, cmp.Or(r.Actor, "-"), cmp.Or(commit, "-"), r.Status, images)
-			if r.RunURL != "" {
-				fmt.Fprintf(tw, "  \t\t\t\t\t\t\t  %s\n", r.RunURL)
+			if r.RunURL != "" || r.Deployment != 0 {
+				run := r.RunURL
+				if r.Deployment != 0 {
+					run = strings.TrimSpace(fmt.Sprintf("%s (GitHub Deployment %d)", run, r.Deployment))
+				}
+				fmt.Fprintf(tw, "  \t\t\t\t\t\t\t  %s\n", run)
 			}
 			if r.Error != "" {
 				fmt.Fprintf(tw, "  \t\t\t\t\t\t\t  %s\n", r.Error)
