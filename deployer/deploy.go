@@ -97,6 +97,7 @@ type target struct {
 	// host, and on this machine when it built the images.
 	buildTags []builtTag
 	local     Engine // this machine's, when it built the images
+	source    string // the commit the images come from, when not the plan's (a redeploy)
 }
 
 func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
@@ -190,7 +191,8 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	}
 	// Named once the lock is ours: release IDs sort in the order the
 	// releases were deployed.
-	rel := &Release{ID: newReleaseID(p.Now(), p.Commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: p.Commit,
+	commit := cmp.Or(t.source, p.Commit)
+	rel := &Release{ID: newReleaseID(p.Now(), commit), Project: p.Name, Created: p.Now().UTC(), Trigger: p.Trigger, Commit: commit,
 		Actor: p.Actor, RunURL: p.RunURL, Deployment: p.Deployment, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 	res.Release, res.Previous, res.Deployment = rel.ID, prev, p.Deployment

@@ -158,6 +158,7 @@ func (t *target) build(ctx context.Context, services []string) error {
 		// A terminal's progress redraws lines: redacted write by write.
 		opts.Progress, opts.Mode = redactWrites(t.plan.Progress, t.plan.Secrets), "auto"
 	}
+	defer flush(opts.Progress)
 	buildID := newReleaseID(t.plan.Now(), t.plan.Commit)
 	t.built = map[string]string{}
 	done := map[string]string{} // build config → image ID on the host

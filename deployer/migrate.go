@@ -22,6 +22,7 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 	defer cancel()
 	out := t.rep.Output()
 	err := t.cli(rel.ID).RunOnce(ctx, t.plan.Migrate, out, out)
+	flush(out)
 	if ctx.Err() != nil && lockLost(ctx) == nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
 		defer cancel()

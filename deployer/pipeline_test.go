@@ -145,6 +145,9 @@ func TestFailedDeploys(t *testing.T) {
 			wantErr: "left running because of --no-rollback", wantState: "live failed", wantStep: "start", runs: "second"},
 		{name: "unhealthy first release", first: true, edit: func(r *fakeRun, _ *Plan) { r.h.eng.broken[apiRef(r, "v2")] = true },
 			wantErr: "no previous release to roll back to", wantState: "failed", wantStep: "start", runs: "second"},
+		{name: "rollback fails too", edit: func(r *fakeRun, _ *Plan) {
+			r.h.eng.broken[apiRef(r, "v2")], r.h.eng.broken[apiRef(r, "v1")] = true, true
+		}, wantErr: "rolling back to", wantState: "live failed", wantStep: "start", runs: "none"},
 		{name: "image missing", edit: func(_ *fakeRun, p *Plan) {
 			s := p.Project.Compose.Services["api"]
 			s.Image = "elsewhere.example/api:v2"
@@ -512,7 +515,7 @@ func TestStaleBuildTagsRemoved(t *testing.T) {
 func TestRedeploy(t *testing.T) {
 	r := newFakeRun()
 	withBuild := func(p *Plan) {
-		p.Redeploy = true
+		p.Redeploy, p.Commit = true, "9e8d7c6b5a4f"
 		s := p.Project.Compose.Services["api"]
 		s.Build = &types.BuildConfig{Context: "."} // never built: the live release's image is taken
 		p.Project.Compose.Services["api"] = s
@@ -531,6 +534,9 @@ func TestRedeploy(t *testing.T) {
 	}
 	if again.Images["api"] != first.Images["api"] || again.Previous != first.Release || again.Status != StatusLive {
 		t.Errorf("redeploy result %+v, want the api image of %s live again", again, first.Release)
+	}
+	if c := r.release(t, again.Release).Commit; c != "3f2a9c1d" {
+		t.Errorf("the redeploy's release records commit %q, want the live release's 3f2a9c1d", c)
 	}
 	env, _ := r.h.ReadFile(t.Context(), "/srv/deployer/shop/releases/"+again.Release+"/compose.yaml")
 	if !strings.Contains(string(env), "rotated") {

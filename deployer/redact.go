@@ -95,6 +95,23 @@ type redactWriter struct {
 	buf []byte
 }
 
+// Flush writes a last line that did not end in a newline.
+func (w *redactWriter) Flush() {
+	if len(w.buf) > 0 {
+		_, _ = io.WriteString(w.w, w.x.rep.Replace(string(w.buf)))
+		w.buf = nil
+	}
+	flush(w.w)
+}
+
+// flush writes out what a Reporter's Output holds back of an unfinished
+// last line, once the command that wrote it has ended.
+func flush(w io.Writer) {
+	if f, ok := w.(interface{ Flush() }); ok {
+		f.Flush()
+	}
+}
+
 func (w *redactWriter) Write(b []byte) (int, error) {
 	w.buf = append(w.buf, b...)
 	if i := strings.LastIndexByte(string(w.buf), '\n'); i >= 0 {

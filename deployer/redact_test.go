@@ -3,6 +3,7 @@ package deployer
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -49,5 +50,20 @@ func TestRedactMultiLineSecret(t *testing.T) {
 	w.Write([]byte("line2\n"))
 	if strings.Contains(out.String(), "secretline") {
 		t.Errorf("a line of the key got through:\n%s", out.String())
+	}
+}
+
+// A command's last line that does not end in a newline is shown, redacted,
+// once the command has ended.
+func TestOutputFlushesTheLastLine(t *testing.T) {
+	var b strings.Builder
+	out := redact(&TextReporter{W: &b}, []string{"hunter22"}).Output()
+	io.WriteString(out, "applying migrations\nfailed: password hunter22 refused")
+	if strings.Contains(b.String(), "refused") {
+		t.Fatalf("an unfinished line was written before the end:\n%s", b.String())
+	}
+	flush(out)
+	if want := "    | applying migrations\n    | failed: password *** refused\n"; b.String() != want {
+		t.Errorf("output %q, want %q", b.String(), want)
 	}
 }

@@ -8,7 +8,8 @@ import (
 
 // liveImages takes the images of the services with build: from the live
 // release instead of building them (Plan.Redeploy): after a host reboot or
-// a changed secret, the same code runs with the plan's configuration.
+// a changed secret, the same code runs with the plan's configuration. The
+// new release records the live one's commit: its code is what runs.
 func (t *target) liveImages(ctx context.Context, live string) error {
 	if live == "" {
 		return errors.New("nothing to redeploy: no release is live on this host; deploy first")
@@ -34,5 +35,6 @@ func (t *target) liveImages(ctx context.Context, live string) error {
 		t.built[svc] = img.ID
 	}
 	t.rep.Printf("redeploying the images of release %s", live)
+	t.source = rel.Commit // what the images were built from
 	return nil
 }

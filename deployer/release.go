@@ -60,7 +60,7 @@ const (
 	StatusLive        Status = "live"        // current
 	StatusSuperseded  Status = "superseded"  // was live, a newer release replaced it
 	StatusFailed      Status = "failed"      // stopped before up (migration, build, upload)
-	StatusRolledBack  Status = "rolled-back" // was up, unhealthy, the previous one came back
+	StatusRolledBack  Status = "rolled-back" // was up, unhealthy, the previous one came back (failed when it did not)
 	StatusInterrupted Status = "interrupted" // the deploy never finished (connection lost, killed)
 )
 

@@ -4,9 +4,9 @@ import "context"
 
 // HostReleases is the release history of one host, oldest first.
 type HostReleases struct {
-	Host     string
-	Current  string
-	Releases []Release
+	Host     string    `json:"host"`
+	Current  string    `json:"current"`
+	Releases []Release `json:"releases"`
 }
 
 // Releases reads the release history of each of the plan's hosts. It

@@ -24,6 +24,8 @@ type Reporter interface {
 	// with a *CheckFailed that lists them.
 	Finding(f checks.Finding, failing bool)
 	// Output is where a command's own output (a migration's) is streamed.
+	// A writer that holds back an unfinished last line has a Flush()
+	// method, called when the command has ended.
 	Output() io.Writer
 }
 
@@ -78,6 +80,14 @@ type prefixWriter struct {
 	r      *TextReporter
 	prefix string
 	buf    []byte
+}
+
+// Flush writes a last line that did not end in a newline.
+func (p *prefixWriter) Flush() {
+	if len(p.buf) > 0 {
+		p.r.line("%s%s", p.prefix, p.buf)
+		p.buf = nil
+	}
 }
 
 func (p *prefixWriter) Write(b []byte) (int, error) {

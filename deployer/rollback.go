@@ -27,13 +27,20 @@ func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause 
 		t.finish(ctx, rel, StatusFailed, cause)
 		return fmt.Errorf("%w; there is no previous release to roll back to", cause)
 	}
+	// The previous release's .env may hold values this plan no longer
+	// has (a password before its rotation): its logs are hidden by them.
+	secrets := t.releaseSecrets(ctx, prev)
+	t.rep = redact(t.rep, secrets)
 	done := t.rep.Step("roll back to " + prev)
 	err := t.upAndWait(ctx, prev)
 	done(err)
-	t.finish(ctx, rel, StatusRolledBack, cause)
 	if err != nil {
-		return fmt.Errorf("%w; rolling back to %s failed too: %v", cause, prev, err)
+		// Neither serves as it should: not "rolled back".
+		t.finish(ctx, rel, StatusFailed, cause)
+		err = fmt.Errorf("%w; rolling back to %s failed too: %v", cause, prev, err)
+		return redactedError{msg: Redact(err.Error(), secrets), err: err}
 	}
+	t.finish(ctx, rel, StatusRolledBack, cause)
 	return fmt.Errorf("%w; rolled back to %s, which is healthy", cause, prev)
 }
 

@@ -30,7 +30,7 @@ func newActionCommand() *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gha := githubactions.New(githubactions.WithWriter(cmd.OutOrStdout()))
-			err := runAction(cmd, inputs{gha})
+			err := runAction(cmd, newInputs(gha))
 			// An error is an annotation, escaped, and nothing else: printed
 			// as it is on stderr, which the runner reads too, text that a
 			// Compose file chose could run a workflow command.
@@ -86,20 +86,19 @@ func actionCheckOptions(in inputs, tmp string) (checkOptions, error) {
 	if err != nil {
 		return checkOptions{}, inputError("pass-env", "%v", err)
 	}
-	strict, err := in.boolean("strict")
-	if err != nil {
-		return checkOptions{}, err
-	}
 	o := checkOptions{
 		files:         inDir(dir, in.list("compose-files")),
 		envFiles:      inDir(dir, in.list("env-files")),
 		profiles:      in.list("profiles"),
-		strict:        strict,
+		strict:        in.boolean("strict"),
 		cloudflareSSL: in.str("cloudflare-ssl"),
 		hostMemory:    in.str("host-memory"),
 		environment:   checksEnvironment(in.str("environment")),
 		env:           env,
 		root:          workspace(),
+	}
+	if err := in.err(); err != nil {
+		return checkOptions{}, err
 	}
 	if dir != "." {
 		o.workingDir = dir
@@ -117,7 +116,7 @@ func actionCheckOptions(in inputs, tmp string) (checkOptions, error) {
 		}
 		o.envFiles = append(o.envFiles, f)
 	}
-	maskEnvFiles(in.gha, o)
+	maskEnvFiles(in, o)
 	return o, nil
 }
 
@@ -148,7 +147,7 @@ func fileExists(path string) bool {
 // maskEnvFiles hides every value of the env files the project will read,
 // whatever its name, before anything is loaded or printed: a load error
 // may quote one.
-func maskEnvFiles(gha *githubactions.Action, o checkOptions) {
+func maskEnvFiles(in inputs, o checkOptions) {
 	files := o.envFiles
 	if len(files) == 0 {
 		files = []string{filepath.Join(o.projectDir(), ".env")}
@@ -160,14 +159,14 @@ func maskEnvFiles(gha *githubactions.Action, o checkOptions) {
 		}
 		vars, _ := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { return "", false })
 		for _, v := range vars {
-			mask(gha, v)
+			in.mask(v)
 		}
 		// As written, too: a file that does not parse is quoted by the
 		// loader's error, which is where a value would leak.
 		for line := range strings.Lines(string(data)) {
 			line = strings.TrimPrefix(strings.TrimSpace(line), "export ")
 			if _, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-				mask(gha, strings.Trim(strings.TrimSpace(v), `"'`))
+				in.mask(strings.Trim(strings.TrimSpace(v), `"'`))
 			}
 		}
 	}
@@ -212,7 +211,6 @@ func commandSafeText(s string) string {
 }
 
 func actionCheck(cmd *cobra.Command, in inputs, tmp string) error {
-	gha := in.gha
 	o, err := actionCheckOptions(in, tmp)
 	if err != nil {
 		return err
@@ -229,7 +227,7 @@ func actionCheck(cmd *cobra.Command, in inputs, tmp string) error {
 		if err := writeFile(path, func(f *os.File) error { return report.SARIF(f, findings, ro) }); err != nil {
 			return fmt.Errorf("input sarif-file: %w", err)
 		}
-		gha.SetOutput("sarif-file", path)
+		in.output("sarif-file", path)
 	}
 	counts := map[checks.Severity]int{}
 	for _, f := range findings {
@@ -237,9 +235,9 @@ func actionCheck(cmd *cobra.Command, in inputs, tmp string) error {
 			counts[f.Severity]++
 		}
 	}
-	gha.SetOutput("errors", fmt.Sprint(counts[checks.Error]))
-	gha.SetOutput("warnings", fmt.Sprint(counts[checks.Warning]))
-	gha.AddStepSummary(summary(findings))
+	in.output("errors", fmt.Sprint(counts[checks.Error]))
+	in.output("warnings", fmt.Sprint(counts[checks.Warning]))
+	in.summary(summary(findings))
 	if checks.Failed(findings, o.strict) {
 		return &exitError{code: exitFindings}
 	}

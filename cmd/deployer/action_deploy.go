@@ -24,8 +24,17 @@ import (
 // actionDeploy runs a deploy (or, with redeploy, the live release's
 // images again) from the inputs, then writes the outputs and the job
 // summary, on failure too.
-func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) error {
-	start := time.Now()
+func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) (err error) {
+	start, what := time.Now(), "deploy"
+	if redeploy {
+		what = "redeploy"
+	}
+	wrote := false
+	defer func() {
+		if err != nil && !wrote {
+			failedBeforeStart(in, what, err, time.Since(start))
+		}
+	}()
 	co, err := actionCheckOptions(in, tmp)
 	if err != nil {
 		return err
@@ -33,17 +42,10 @@ func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) erro
 	o := deployOptions{checkOptions: co}
 	o.name, o.migrate, o.builder = in.str("project"), in.str("migrate"), in.str("builder")
 	o.cacheFrom, o.cacheTo = in.list("cache-from"), in.list("cache-to")
-	for name, b := range map[string]*bool{"no-rollback": &o.noRollback, "dry-run": &o.dryRun, "insecure-builder": &o.insecureBuilder} {
-		if *b, err = in.boolean(name); err != nil {
-			return err
-		}
-	}
-	for name, d := range map[string]*time.Duration{"health-timeout": &o.healthTimeout, "migrate-timeout": &o.migrateTimeout, "lock-timeout": &o.lockTimeout} {
-		if *d, err = in.duration(name); err != nil {
-			return err
-		}
-	}
-	if o.keep, err = in.count("keep"); err != nil {
+	o.noRollback, o.dryRun, o.insecureBuilder = in.boolean("no-rollback"), in.boolean("dry-run"), in.boolean("insecure-builder")
+	o.healthTimeout, o.migrateTimeout, o.lockTimeout = in.duration("health-timeout"), in.duration("migrate-timeout"), in.duration("lock-timeout")
+	o.keep = in.count("keep")
+	if err := in.err(); err != nil {
 		return err
 	}
 	if o.conn, err = actionConn(in, tmp); err != nil {
@@ -61,31 +63,67 @@ func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) erro
 		return &exitError{code: deployer.ExitCode(err), err: o.conn.named(err)}
 	}
 	for _, s := range plan.Secrets {
-		mask(in.gha, s)
-	}
-	what := "deploy"
-	if redeploy {
-		what = "redeploy"
+		in.mask(s)
 	}
 	var dep *deployment
 	if !plan.DryRun {
-		if dep = startDeployment(cmd.Context(), in, what, plan.Commit); dep != nil {
+		ref := plan.Commit
+		if redeploy {
+			ref = liveCommit(cmd.Context(), plan) // the code that will run
+		}
+		if dep = startDeployment(cmd.Context(), in, what, ref); dep != nil {
 			plan.Deployment = dep.id
 		}
 	}
 	rep := &actionReporter{gha: in.gha, w: cmd.OutOrStdout()}
 	results, err := deployer.Run(cmd.Context(), plan, rep)
-	out := outcome{what: what, project: plan.Name, results: results, err: err, secrets: plan.Secrets, took: time.Since(start),
-		url: in.str("url"), rep: rep}
-	out.write(in.gha)
+	out := outcome{what: what, project: plan.Name, results: results, err: err, took: time.Since(start), url: in.str("url"), rep: rep}
+	out.write(in)
+	wrote = true
 	dep.finishDeploy(context.WithoutCancel(cmd.Context()), out)
 	return deployFailed(err, plan)
 }
 
+// liveCommit is the commit the live release on the plan's first host was
+// built from, "" when none is known.
+func liveCommit(ctx context.Context, plan *deployer.Plan) string {
+	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
+	if err != nil || len(hosts) == 0 {
+		return ""
+	}
+	for _, r := range hosts[0].Releases {
+		if r.ID == hosts[0].Current {
+			return r.Commit
+		}
+	}
+	return ""
+}
+
+// failedBeforeStart writes the outputs and the summary of a run that
+// stopped before it reached a host: a bad input, a project that does not
+// load.
+func failedBeforeStart(in inputs, what string, err error, took time.Duration) {
+	in.output("status", "failed")
+	in.output("duration", strconv.Itoa(int(took.Round(time.Second).Seconds())))
+	in.summary(fmt.Sprintf("### ❌ %s failed before it reached a host; nothing changed\n\n%s", what, fenced(err.Error())))
+}
+
 // actionOnHosts runs rollback or releases: commands on what is deployed,
 // which need the project's name and hosts but no new release.
-func actionOnHosts(cmd *cobra.Command, in inputs, tmp, command string) error {
-	start := time.Now()
+func actionOnHosts(cmd *cobra.Command, in inputs, tmp, command string) (err error) {
+	start, wrote := time.Now(), false
+	defer func() {
+		if err != nil && !wrote {
+			failedBeforeStart(in, command, err, time.Since(start))
+		}
+	}()
+	healthTimeout, lockTimeout := in.duration("health-timeout"), in.duration("lock-timeout")
+	if in.boolean("dry-run") && in.err() == nil {
+		return inputError("dry-run", "%s has no dry run: `releases` shows what is on the hosts, and which release a rollback would bring back", command)
+	}
+	if err := in.err(); err != nil {
+		return err
+	}
 	conn, err := actionConn(in, tmp)
 	if err != nil {
 		return err
@@ -96,24 +134,32 @@ func actionOnHosts(cmd *cobra.Command, in inputs, tmp, command string) error {
 	if err != nil {
 		return err
 	}
+	plan.HealthTimeout, plan.LockTimeout = healthTimeout, lockTimeout
 	rep := &actionReporter{gha: in.gha, w: cmd.OutOrStdout()}
 	if command == "releases" {
 		hosts, err := deployer.Releases(cmd.Context(), plan, rep)
 		if err != nil {
 			return &exitError{code: exitFailed, err: err}
 		}
+		for i := range hosts {
+			for j := range hosts[i].Releases {
+				hosts[i].Releases[j].Secrets = nil // salted hashes: nothing a workflow needs
+			}
+		}
 		b, _ := json.Marshal(hosts)
-		in.gha.SetOutput("releases", string(b))
 		var text strings.Builder
 		if err := printReleases(&text, hosts); err != nil {
 			return err
 		}
+		in.output("releases", string(b))
 		fmt.Fprint(cmd.OutOrStdout(), commandSafeText(text.String()))
-		in.gha.AddStepSummary("### deployer releases: " + plan.Name + "\n\n```\n" + text.String() + "```\n")
+		in.summary("### deployer releases: " + plan.Name + "\n\n" + fenced(text.String()))
+		wrote = true
 		return nil
 	}
 	results, err := deployer.Rollback(cmd.Context(), plan, in.str("release"), rep)
-	outcome{what: "rollback", project: plan.Name, results: results, err: err, took: time.Since(start), url: in.str("url"), rep: rep}.write(in.gha)
+	outcome{what: "rollback", project: plan.Name, results: results, err: err, took: time.Since(start), url: in.str("url"), rep: rep}.write(in)
+	wrote = true
 	finishRollback(context.WithoutCancel(cmd.Context()), in, results)
 	if err != nil {
 		return &exitError{code: deployer.ExitCode(err), err: err}
@@ -121,16 +167,23 @@ func actionOnHosts(cmd *cobra.Command, in inputs, tmp, command string) error {
 	return nil
 }
 
+// fenced is text as a Markdown code block whose fence no line of it can
+// close (untrusted text: logs, errors).
+func fenced(text string) string {
+	fence := "```"
+	for strings.Contains(text, fence) {
+		fence += "`"
+	}
+	return fence + "\n" + strings.TrimRight(text, "\n") + "\n" + fence + "\n"
+}
+
 // actionConn reads the inputs that reach the hosts. The SSH key and
 // known_hosts arrive as secrets' contents: masked, and written to
 // owner-only files in tmp for the run.
 func actionConn(in inputs, tmp string) (connOptions, error) {
-	c := connOptions{hosts: in.list("hosts"), fingerprint: in.str("host-fingerprint")}
-	var err error
-	if c.local, err = in.boolean("local"); err != nil {
-		return c, err
-	}
-	if c.connectTimeout, err = in.duration("connect-timeout"); err != nil {
+	c := connOptions{hosts: in.list("hosts"), fingerprint: in.str("host-fingerprint"),
+		local: in.boolean("local"), connectTimeout: in.duration("connect-timeout")}
+	if err := in.err(); err != nil {
 		return c, err
 	}
 	// The deployer's directory on the host, as the hidden --root flag sets
@@ -211,7 +264,6 @@ type outcome struct {
 	what, project string
 	results       []deployer.Result
 	err           error
-	secrets       []string
 	took          time.Duration
 	url           string
 	rep           *actionReporter
@@ -237,9 +289,9 @@ func (o outcome) status() string {
 	return "failed"
 }
 
-// last is the result the single-value outputs describe: the host that
-// failed, else the last one.
-func (o outcome) last() deployer.Result {
+// headline is the result the single-value outputs describe: the host
+// that failed, else the last one.
+func (o outcome) headline() deployer.Result {
 	for _, r := range o.results {
 		if r.Error != "" {
 			return r
@@ -251,8 +303,8 @@ func (o outcome) last() deployer.Result {
 	return o.results[len(o.results)-1]
 }
 
-func (o outcome) write(gha *githubactions.Action) {
-	r := o.last()
+func (o outcome) write(in inputs) {
+	r := o.headline()
 	images := map[string]string{}
 	var shipped int64
 	for _, res := range o.results {
@@ -270,9 +322,9 @@ func (o outcome) write(gha *githubactions.Action) {
 		"results": string(resultsJSON),
 		"errors":  strconv.Itoa(o.rep.errors), "warnings": strconv.Itoa(o.rep.warnings),
 	} {
-		gha.SetOutput(name, deployer.Redact(v, o.secrets))
+		in.output(name, v)
 	}
-	gha.AddStepSummary(deployer.Redact(o.summary(), o.secrets))
+	in.summary(o.summary())
 }
 
 // summary is the job summary: the outcome first, then what a person
@@ -280,7 +332,7 @@ func (o outcome) write(gha *githubactions.Action) {
 // and for a failure where and why.
 func (o outcome) summary() string {
 	var b strings.Builder
-	r := o.last()
+	r := o.headline()
 	switch st := o.status(); st {
 	case "live":
 		fmt.Fprintf(&b, "### ✅ %s of %s: %s is live\n\n", o.what, o.project, cmp.Or(r.Release, "the release"))
@@ -316,17 +368,17 @@ func (o outcome) summary() string {
 			b.WriteString("\n| service | image | size |\n|---|---|---|\n")
 			for _, svc := range sortedKeys(res.Images) {
 				img := res.Images[svc]
-				fmt.Fprintf(&b, "| %s | `%s` | %s |\n", svc, img.Ref, humanBytes(img.Size))
+				fmt.Fprintf(&b, "| %s | `%s` | %s |\n", cell(svc), cell(img.Ref), humanBytes(img.Size))
 			}
 			fmt.Fprintf(&b, "\n%s of image layers sent to the host.\n", humanBytes(res.Shipped))
 		}
 		if res.Error != "" {
-			fmt.Fprintf(&b, "\n**Failed at %s**:\n\n```\n%s\n```\n", cmp.Or(res.FailedStep, "the start"), res.Error)
+			fmt.Fprintf(&b, "\n**Failed at %s**:\n\n%s", cell(cmp.Or(res.FailedStep, "the start")), fenced(res.Error))
 		}
 		b.WriteString("\n")
 	}
 	if len(o.results) == 0 && o.err != nil {
-		fmt.Fprintf(&b, "```\n%s\n```\n", o.err)
+		b.WriteString(fenced(o.err.Error()))
 	}
 	if o.rep != nil && len(o.rep.findings) > 0 {
 		b.WriteString(findingsTable(o.rep.findings))
@@ -367,7 +419,7 @@ func (r *actionReporter) Step(name string) func(error) {
 		if err != nil {
 			fmt.Fprint(r.w, commandSafeText(fmt.Sprintf("%s failed after %s: %v\n", name, took, err)))
 		} else {
-			fmt.Fprintf(r.w, "%s done in %s\n", name, took)
+			fmt.Fprint(r.w, commandSafeText(fmt.Sprintf("%s done in %s\n", name, took)))
 		}
 		r.gha.EndGroup()
 	}
@@ -397,6 +449,14 @@ func (r *actionReporter) Finding(f checks.Finding, failing bool) {
 // Output is where a command's own output goes: untrusted, so no line of it
 // may run a workflow command.
 func (r *actionReporter) Output() io.Writer { return &commandSafeWriter{w: r.w} }
+
+// Flush writes a last line that did not end in a newline.
+func (c *commandSafeWriter) Flush() {
+	if len(c.buf) > 0 {
+		_, _ = io.WriteString(c.w, commandSafe(string(c.buf)+"\n"))
+		c.buf = nil
+	}
+}
 
 // commandSafeWriter passes whole lines through commandSafe.
 type commandSafeWriter struct {

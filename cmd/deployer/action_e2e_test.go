@@ -131,7 +131,12 @@ func TestActionAgainstAHost(t *testing.T) {
 		t.Fatalf("redeploy: exit %d, outputs %v\n%s", again.code, again.outputs, again.output())
 	}
 
-	broken := action(t, "INPUT_ENV=RELEASE=v2\nFAIL_HEALTH=1\nAPI_TOKEN="+secret+"\n")
+	// The release's name holds the secret, and the migration and the api
+	// print it: the output must show it hidden.
+	broken := action(t, "INPUT_ENV=RELEASE=v2-"+secret+"\nFAIL_HEALTH=1\nAPI_TOKEN="+secret+"\n")
+	if !strings.Contains(broken.stdout, "migrate ***: applying migrations") {
+		t.Errorf("the migration's line with the secret is not in the log, hidden:\n%s", broken.stdout)
+	}
 	if broken.code != exitFailed || broken.outputs["status"] != "rolled-back" || broken.outputs["previous-release"] != again.outputs["release-id"] {
 		t.Fatalf("failing deploy: exit %d, outputs %v\n%s", broken.code, broken.outputs, broken.output())
 	}

@@ -34,11 +34,14 @@ func startDeployment(ctx context.Context, in inputs, task, ref string) *deployme
 		return nil
 	}
 	var err error
-	if d.id, err = d.c.Start(ctx, ref, in.str("environment"), task, d.logURL); err != nil {
-		in.gha.Warningf("GitHub Deployment: %v; the deploy goes on without it", err)
+	d.id, err = d.c.Start(ctx, ref, in.str("environment"), task, d.logURL)
+	if err != nil {
+		in.gha.Warningf("GitHub Deployment: %v; the deploy goes on", err)
+	}
+	if d.id == 0 {
 		return nil
 	}
-	return d
+	return d // created: its end is reported even if in_progress was refused
 }
 
 // newDeployment is a client for the run's repository; nil when the
@@ -67,27 +70,33 @@ func (d *deployment) post(ctx context.Context, id int64, state, description stri
 	}
 }
 
-// finishDeploy reports how a deploy or redeploy ended: success, failure
-// (it ran and failed; when it was rolled back, the restored release's
-// Deployment is marked successful again), or error (it never changed
-// anything).
+// finishDeploy reports how a deploy or redeploy ended: success; failure
+// when it ran on a host and failed (when it was rolled back and no host
+// runs it, the restored release's Deployment is marked successful again);
+// error when it changed nothing (checks, connection, build, lock).
 func (d *deployment) finishDeploy(ctx context.Context, o outcome) {
 	if d == nil {
 		return
 	}
-	r := o.last()
-	switch o.status() {
-	case "live":
+	r, live, made := o.headline(), false, false
+	for _, res := range o.results {
+		live = live || res.Status == deployer.StatusLive
+		made = made || res.Status != "" // a release was written on a host
+	}
+	switch st := o.status(); {
+	case st == "live":
 		d.post(ctx, d.id, ghdeploy.Success, "release "+r.Release+" is live")
-	case "checks-failed":
+	case st == "checks-failed":
 		d.post(ctx, d.id, ghdeploy.Error, "the preflight checks failed; nothing changed")
-	case "rolled-back":
+	case !made:
+		d.post(ctx, d.id, ghdeploy.Error, "stopped before any change: "+r.FailedStep)
+	case st == "rolled-back" && !live:
 		d.post(ctx, d.id, ghdeploy.Failure, fmt.Sprintf("release %s was unhealthy; rolled back to %s", r.Release, r.Previous))
 		if r.PreviousDeployment != 0 {
 			d.post(ctx, r.PreviousDeployment, ghdeploy.Success, "live again after a rollback")
 		}
 	default:
-		d.post(ctx, d.id, ghdeploy.Failure, "the deploy failed; the previous release serves")
+		d.post(ctx, d.id, ghdeploy.Failure, "failed at "+r.FailedStep+"; see the run")
 	}
 }
 
@@ -99,17 +108,21 @@ func finishRollback(ctx context.Context, in inputs, results []deployer.Result) {
 	if d == nil {
 		return
 	}
+	posted := map[int64]bool{}
 	for _, r := range results {
 		if r.Status != deployer.StatusLive {
 			continue
 		}
-		if r.PreviousDeployment != 0 {
-			d.post(ctx, r.PreviousDeployment, ghdeploy.Failure, "rolled back by hand to "+r.Release)
+		if id := r.PreviousDeployment; id != 0 && id != r.Deployment && !posted[id] {
+			posted[id] = true
+			d.post(ctx, id, ghdeploy.Failure, "rolled back by hand to "+r.Release)
 		}
-		if r.Deployment != 0 {
-			d.post(ctx, r.Deployment, ghdeploy.Success, "live again after a rollback by hand")
-		} else {
-			d.gha.Noticef("GitHub Deployment: release %s recorded none; its environment's Deployments are unchanged", r.Release)
+		switch id := r.Deployment; {
+		case id == 0:
+			d.gha.Noticef("GitHub Deployment: release %s recorded none; the environment's Deployments are unchanged", r.Release)
+		case !posted[id]:
+			posted[id] = true
+			d.post(ctx, id, ghdeploy.Success, "live again after a rollback by hand")
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,17 +35,17 @@ func readActionYAML(t *testing.T) actionYAML {
 	return a
 }
 
+// readers are the methods of inputs that read one.
+var readers = map[string]bool{"str": true, "or": true, "list": true, "secret": true, "raw": true, "boolean": true, "duration": true, "count": true}
+
 // inputsRead are the inputs the code reads: the literal names given to the
-// methods of inputs in this package.
+// methods of inputs in this package (and no input is read any other way:
+// GetInput and INPUT_ appear only in action_inputs.go).
 func inputsRead(t *testing.T) map[string]bool {
 	t.Helper()
 	fset := token.NewFileSet()
-	files, _ := filepath.Glob("*.go")
 	read := map[string]bool{}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
+	for _, name := range goFiles(t) {
 		f, err := parser.ParseFile(fset, name, nil, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +61,7 @@ func inputsRead(t *testing.T) map[string]bool {
 			}
 			recv, ok := sel.X.(*ast.Ident)
 			lit, isLit := call.Args[0].(*ast.BasicLit)
-			if !ok || recv.Name != "in" || !isLit || lit.Kind != token.STRING {
+			if !ok || recv.Name != "in" || !readers[sel.Sel.Name] || !isLit || lit.Kind != token.STRING {
 				return true
 			}
 			if s, err := strconv.Unquote(lit.Value); err == nil {
@@ -69,11 +70,13 @@ func inputsRead(t *testing.T) map[string]bool {
 			return true
 		})
 	}
-	// The loops over names read these through a map.
-	for _, s := range []string{"no-rollback", "dry-run", "insecure-builder", "health-timeout", "migrate-timeout", "lock-timeout"} {
-		read[s] = true
-	}
 	return read
+}
+
+// goFiles are the package's files, tests left out.
+func goFiles(t *testing.T) []string {
+	files, _ := filepath.Glob("*.go")
+	return slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, "_test.go") })
 }
 
 // Every input of action.yml is read by the code and documented, and the
@@ -99,6 +102,21 @@ func TestActionInputsAgree(t *testing.T) {
 	for name := range read {
 		if _, ok := a.Inputs[name]; !ok {
 			t.Errorf("the code reads input %s, which action.yml does not declare", name)
+		}
+	}
+	// The docs' table documents only inputs that exist.
+	section := string(docs)[strings.Index(string(docs), "## Inputs"):]
+	section = section[:strings.Index(section, "\n## ")]
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z-]+)`").FindAllStringSubmatch(section, -1) {
+		if _, ok := a.Inputs[m[1]]; !ok {
+			t.Errorf("docs/action.md documents input %s, which action.yml does not declare", m[1])
+		}
+	}
+	// Inputs are read through inputs alone.
+	for _, name := range goFiles(t) {
+		b, _ := os.ReadFile(name)
+		if name != "action_inputs.go" && (strings.Contains(string(b), "GetInput(") || strings.Contains(string(b), `"INPUT_`)) {
+			t.Errorf("%s reads an input without the inputs reader", name)
 		}
 	}
 	for name := range a.Outputs {
@@ -179,6 +197,7 @@ func TestActionBadInputs(t *testing.T) {
 		{"connect-timeout", map[string]string{"INPUT_CONNECT-TIMEOUT": "ten"}, `input connect-timeout: "ten" is not a duration`},
 		{"keep", map[string]string{"INPUT_KEEP": "0"}, `input keep: "0" is not a number of at least 1`},
 		{"rollback without hosts", map[string]string{"INPUT_COMMAND": "rollback", "INPUT_HOSTS": ""}, "input hosts: no host to work on"},
+		{"rollback dry run", map[string]string{"INPUT_COMMAND": "rollback", "INPUT_DRY-RUN": "true"}, "input dry-run: rollback has no dry run"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range base {
@@ -187,6 +206,11 @@ func TestActionBadInputs(t *testing.T) {
 			for k, v := range tc.set {
 				t.Setenv(k, v)
 			}
+			tmp := t.TempDir()
+			outputs, summary := filepath.Join(tmp, "output"), filepath.Join(tmp, "summary")
+			writeFiles(t, tmp, map[string]string{"output": "", "summary": ""})
+			t.Setenv("GITHUB_OUTPUT", outputs)
+			t.Setenv("GITHUB_STEP_SUMMARY", summary)
 			code, stdout, stderr := run(t, repoPath(t, "."), "action")
 			errs := strings.Count(stdout, "::error")
 			if code != exitConfig || errs != 1 || !strings.Contains(stdout, "::error::"+tc.want) || stderr != "" {
@@ -194,6 +218,13 @@ func TestActionBadInputs(t *testing.T) {
 			}
 			if strings.Contains(stdout, "connect to") {
 				t.Errorf("it connected:\n%s", stdout)
+			}
+			// A workflow that reads the outputs learns it failed, and why.
+			if tc.name != "unknown command" {
+				sum, _ := os.ReadFile(summary)
+				if got := readOutputs(t, outputs)["status"]; got != "failed" || !strings.Contains(string(sum), "failed before it reached a host") {
+					t.Errorf("status output %q, summary:\n%s", got, sum)
+				}
 			}
 		})
 	}

@@ -56,7 +56,8 @@ func New(token, apiURL, repository string) (*Client, error) {
 }
 
 // Start creates a Deployment of ref in environment and marks it
-// in_progress; it returns the Deployment's ID.
+// in_progress; it returns the Deployment's ID, also when only marking it
+// failed.
 func (c *Client) Start(ctx context.Context, ref, environment, task, logURL string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -103,8 +104,10 @@ func explain(what string, err error) error {
 	var er *github.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {
 		switch er.Response.StatusCode {
-		case http.StatusForbidden, http.StatusNotFound:
-			return fmt.Errorf("%s: GitHub answered %d (%s): the token lacks the permission; add `permissions: deployments: write` to the job", what, er.Response.StatusCode, er.Message)
+		case http.StatusForbidden:
+			return fmt.Errorf("%s: GitHub answered 403 (%s): the token lacks the permission; add `permissions: deployments: write` to the job", what, er.Message)
+		case http.StatusNotFound:
+			return fmt.Errorf("%s: GitHub answered 404 (%s): no such repository or deployment at this API URL, or the token cannot see it (`permissions: deployments: write`)", what, er.Message)
 		case http.StatusUnauthorized:
 			return fmt.Errorf("%s: GitHub answered 401 (%s): the github-token input is not a valid token", what, er.Message)
 		}
@@ -112,9 +115,11 @@ func explain(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// truncate keeps s to n characters.
 func truncate(s string, n int) string {
-	if len(s) <= n {
+	r := []rune(s)
+	if len(r) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	return string(r[:n-1]) + "…"
 }
