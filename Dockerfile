@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Action's image (and the webhook server's): one static binary on a
-# minimal base. Build with: docker build --build-arg VERSION=v1.2.3 .
+# The webhook server's image: one static binary on a minimal base. (The
+# Action installs the released binary instead: docs/architecture.md.) Build with: docker build --build-arg VERSION=v1.2.3 .
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

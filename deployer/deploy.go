@@ -98,6 +98,11 @@ type target struct {
 	buildTags []builtTag
 	local     Engine // this machine's, when it built the images
 	source    string // the commit the images come from, when not the plan's (a redeploy)
+
+	// What the last start saw: when each service turned healthy, and the
+	// last lines of one that did not.
+	healthy map[string]time.Duration
+	logs    []string
 }
 
 func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
@@ -245,6 +250,10 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 
 	done = rep.Step("start " + rel.ID)
 	err = t.upAndWait(ctx, rel.ID)
+	res.Healthy = t.healthy
+	for _, l := range t.logs {
+		res.Logs = append(res.Logs, Redact(l, p.Secrets))
+	}
 	done(err)
 	if err != nil {
 		return t.rollback(ctx, rel, prev, err)

@@ -104,6 +104,9 @@ func TestDeployThenRedeploy(t *testing.T) {
 	if r.h.locked != 1 {
 		t.Errorf("%d locks taken, want 1", r.h.locked)
 	}
+	if _, ok := first.Healthy["api"]; !ok || len(first.Healthy) != 2 {
+		t.Errorf("healthy %v, want api and rabbitmq", first.Healthy)
+	}
 
 	// The same migration is not run again; the first release is kept as
 	// the one to roll back to.

@@ -21,10 +21,16 @@ type Result struct {
 	Shipped            int64            `json:"bytes_shipped"`    // image layers sent to the host (0 when it built them itself)
 	// Migration is "ran", "skipped" (unchanged since the live release) or
 	// "" (no migration service, or not reached).
-	Migration  string       `json:"migration,omitempty"`
-	Steps      []StepResult `json:"steps"`
-	FailedStep string       `json:"failed_step,omitempty"` // the first step that failed
-	Error      string       `json:"error,omitempty"`       // why it failed, secrets redacted
+	Migration string       `json:"migration,omitempty"`
+	Steps     []StepResult `json:"steps"`
+	// Healthy is when each service of the new release turned healthy,
+	// counted from the start of up.
+	Healthy map[string]time.Duration `json:"healthy_after_ns,omitempty"`
+	// Logs are the last lines of the service that failed its health
+	// check, secrets hidden.
+	Logs       []string `json:"logs,omitempty"`
+	FailedStep string   `json:"failed_step,omitempty"` // the first step that failed
+	Error      string   `json:"error,omitempty"`       // why it failed, secrets redacted
 }
 
 // Image is the image a service of a release runs on the host.

@@ -27,6 +27,7 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	t.healthy, t.logs = map[string]time.Duration{}, nil
 	defer w.Close()
 	upStart := time.Now()
 	upCtx, cancelUp := context.WithTimeout(ctx, upTimeout)
@@ -45,7 +46,9 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 		Timeout: t.plan.HealthTimeout,
 		Settle:  t.plan.Settle,
 		OnReady: func(r health.Result) {
-			t.rep.Printf("%s healthy, %s after up began", r.Service, time.Since(upStart).Round(time.Millisecond))
+			after := time.Since(upStart)
+			t.healthy[r.Service] = after
+			t.rep.Printf("%s healthy, %s after up began", r.Service, after.Round(time.Millisecond))
 		},
 		UpDone: upDone,
 	})
@@ -67,6 +70,7 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 		return upErr // the wait was cancelled, or found nothing more precise
 	}
 	if errors.As(err, &unhealthy) && len(unhealthy.Logs) > 0 {
+		t.logs = unhealthy.Logs
 		t.rep.Printf("last lines of %s:", unhealthy.Service)
 		out := t.rep.Output()
 		for _, l := range unhealthy.Logs {

@@ -205,16 +205,16 @@ func actionConn(in inputs, tmp string) (connOptions, error) {
 		}
 	}
 	switch {
+	case c.local && len(c.hosts) > 0:
+		return c, inputError("local", "local: true deploys to the runner's own Docker Engine, and hosts to other machines: give one of the two")
 	case c.local:
-		// The Action's container has no docker CLI for compose, and its
-		// /srv/deployer would go with it: nothing could be rolled back.
-		return c, inputError("local", "the Action cannot deploy to the runner's own Engine (its container has no docker CLI, and the releases would be lost with it): give hosts, or run `deployer deploy --local` in a run: step")
+		return c, nil // the runner's Engine and compose, as the command line's --local
 	case len(c.hosts) == 0:
 		return c, inputError("hosts", "no host to work on: give the hosts, [USER@]HOST[:PORT], one per line")
 	case c.knownHosts == "" && c.fingerprint == "":
 		return c, inputError("known-hosts", "empty, and no host-fingerprint: the hosts' keys cannot be verified; store their known_hosts lines (ssh-keyscan HOST, its fingerprint compared with your provider's console) in a variable and pass it")
-	case c.sshKey == "":
-		return c, inputError("ssh-private-key", "empty: give the deploy key from a secret (the runner's SSH agent is not visible inside the Action's container)")
+	case c.sshKey == "" && os.Getenv("SSH_AUTH_SOCK") == "":
+		return c, inputError("ssh-private-key", "empty, and the runner has no SSH agent: give the deploy key from a secret")
 	}
 	return c, nil
 }
@@ -372,8 +372,17 @@ func (o outcome) summary() string {
 			}
 			fmt.Fprintf(&b, "\n%s of image layers sent to the host.\n", humanBytes(res.Shipped))
 		}
+		if len(res.Healthy) > 0 {
+			b.WriteString("\n| service | healthy after |\n|---|---|\n")
+			for _, svc := range sortedKeys(res.Healthy) {
+				fmt.Fprintf(&b, "| %s | %s |\n", cell(svc), res.Healthy[svc].Round(100*time.Millisecond))
+			}
+		}
 		if res.Error != "" {
 			fmt.Fprintf(&b, "\n**Failed at %s**:\n\n%s", cell(cmp.Or(res.FailedStep, "the start")), fenced(res.Error))
+			if len(res.Logs) > 0 {
+				fmt.Fprintf(&b, "\nIts last log lines:\n\n%s", fenced(strings.Join(res.Logs, "\n")))
+			}
 		}
 		b.WriteString("\n")
 	}

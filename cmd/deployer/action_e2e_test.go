@@ -119,7 +119,8 @@ func TestActionAgainstAHost(t *testing.T) {
 	if err := json.Unmarshal([]byte(first.outputs["images"]), &images); err != nil || !strings.HasPrefix(images["api"], "sha256:") {
 		t.Errorf("images output %q (%v), want service → image ID", first.outputs["images"], err)
 	}
-	if !strings.Contains(first.summary, first.outputs["release-id"]+" is live") || !strings.Contains(first.summary, "| upload release |") {
+	if !strings.Contains(first.summary, first.outputs["release-id"]+" is live") || !strings.Contains(first.summary, "| upload release |") ||
+		!strings.Contains(first.summary, "| api | ") {
 		t.Errorf("summary of the deploy:\n%s", first.summary)
 	}
 
@@ -140,7 +141,8 @@ func TestActionAgainstAHost(t *testing.T) {
 	if broken.code != exitFailed || broken.outputs["status"] != "rolled-back" || broken.outputs["previous-release"] != again.outputs["release-id"] {
 		t.Fatalf("failing deploy: exit %d, outputs %v\n%s", broken.code, broken.outputs, broken.output())
 	}
-	if !strings.Contains(broken.summary, "rolled back") || !strings.Contains(broken.summary, "**Failed at start") {
+	if !strings.Contains(broken.summary, "rolled back") || !strings.Contains(broken.summary, "**Failed at start") ||
+		!strings.Contains(broken.summary, "Its last log lines:") || !strings.Contains(broken.summary, "api *** listening") {
 		t.Errorf("summary of the failed deploy:\n%s", broken.summary)
 	}
 

@@ -19,7 +19,14 @@ import (
 // actionYAML is what the tests read of action.yml.
 type actionYAML struct {
 	Inputs  map[string]struct{ Default *string } `yaml:"inputs"`
-	Outputs map[string]any                       `yaml:"outputs"`
+	Outputs map[string]struct{ Value string }    `yaml:"outputs"`
+	Runs    struct {
+		Using string
+		Steps []struct {
+			ID  string
+			Env map[string]string
+		}
+	}
 }
 
 func readActionYAML(t *testing.T) actionYAML {
@@ -119,6 +126,24 @@ func TestActionInputsAgree(t *testing.T) {
 			t.Errorf("%s reads an input without the inputs reader", name)
 		}
 	}
+	// The composite passes every input to deployer as INPUT_NAME, and
+	// every output back from its run step.
+	var env map[string]string
+	for _, s := range a.Runs.Steps {
+		if s.ID == "run" {
+			env = s.Env
+		}
+	}
+	for name := range a.Inputs {
+		if got, want := env["INPUT_"+strings.ToUpper(name)], "${{ inputs."+name+" }}"; got != want {
+			t.Errorf("the run step passes INPUT_%s as %q, want %q", strings.ToUpper(name), got, want)
+		}
+	}
+	for name, o := range a.Outputs {
+		if want := "${{ steps.run.outputs." + name + " }}"; o.Value != want {
+			t.Errorf("output %s is %q, want %q", name, o.Value, want)
+		}
+	}
 	for name := range a.Outputs {
 		if !strings.Contains(string(docs), "`"+name+"`") {
 			t.Errorf("output %s is not documented in docs/action.md", name)
@@ -179,7 +204,7 @@ func TestActionBadInputs(t *testing.T) {
 	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----"
 	base := map[string]string{
 		"INPUT_COMMAND": "deploy", "INPUT_COMPOSE-FILES": "examples/demo/compose.yaml", "INPUT_HOSTS": "deploy@127.0.0.1:1",
-		"INPUT_HOST-FINGERPRINT": "SHA256:" + strings.Repeat("A", 43),
+		"INPUT_HOST-FINGERPRINT": "SHA256:" + strings.Repeat("A", 43), "SSH_AUTH_SOCK": "",
 	}
 	for _, tc := range []struct {
 		name string
@@ -188,7 +213,7 @@ func TestActionBadInputs(t *testing.T) {
 	}{
 		{"unknown command", map[string]string{"INPUT_COMMAND": "launch"}, "input command: \"launch\" is not a command of this Action: use one of check, deploy, redeploy, rollback, releases"},
 		{"local: yes", map[string]string{"INPUT_LOCAL": "yes"}, `input local: "yes" is not a boolean: write true or false`},
-		{"local: true", map[string]string{"INPUT_LOCAL": "TRUE", "INPUT_HOSTS": ""}, "input local: the Action cannot deploy to the runner's own Engine"},
+		{"local and hosts", map[string]string{"INPUT_LOCAL": "TRUE"}, "input local: local: true deploys to the runner's own Docker Engine, and hosts to other machines"},
 		{"dry-run: 1", map[string]string{"INPUT_DRY-RUN": "1"}, `input dry-run: "1" is not a boolean`},
 		{"no hosts", map[string]string{"INPUT_HOSTS": ""}, "input hosts: no host to work on"},
 		{"empty known-hosts", map[string]string{"INPUT_HOST-FINGERPRINT": "", "INPUT_KNOWN-HOSTS": "  \n"}, "input known-hosts: empty, and no host-fingerprint"},

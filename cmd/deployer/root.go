@@ -15,7 +15,9 @@ start and an automatic rollback. Start with:
   deployer check -f compose.yaml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       currentVersion(),
 	}
+	root.SetVersionTemplate("deployer {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitConfig, err: err}
 	})
