@@ -82,6 +82,10 @@ type Options struct {
 
 // HostFacts are what a deploy learned from the host before changing it.
 type HostFacts struct {
+	// Builds says that the project's images are built on the host itself
+	// (builder host), beside the services that run there.
+	Builds bool
+
 	// ChangedSecrets are init-only secrets (a broker's default password)
 	// whose value differs from the one the live release was deployed with.
 	ChangedSecrets []ChangedSecret

@@ -87,6 +87,13 @@ var ruleCases = []ruleCase{
 
 	// limits-exceed-host: 1g leaves 768m after the headroom, 2g 1792m.
 	{dir: "limits-exceed-host/two", opts: checks.Options{HostMemory: gib}, want: []string{"limits-exceed-host error - compose.yaml:7"}},
+	// host-build-memory: 4g leaves 3.5g after the headroom, 1.5g after the
+	// limits; 3g leaves 640m.
+	{dir: "host-build-memory/built", opts: checks.Options{HostMemory: 3 * gib, Host: &checks.HostFacts{Builds: true}},
+		want: []string{"host-build-memory warning api compose.yaml:3"}},
+	{dir: "host-build-memory/built", opts: checks.Options{HostMemory: 4 * gib, Host: &checks.HostFacts{Builds: true}}},
+	{dir: "host-build-memory/built", opts: checks.Options{HostMemory: 3 * gib, Host: &checks.HostFacts{}}}, // built elsewhere
+	{dir: "host-build-memory/built", opts: checks.Options{Host: &checks.HostFacts{Builds: true}}},          // memory unknown
 	{dir: "limits-exceed-host/two", opts: checks.Options{HostMemory: 2 * gib}},
 	{dir: "limits-exceed-host/two"}, // host memory unknown
 	{dir: "limits-exceed-host/mem-limit", opts: checks.Options{HostMemory: gib}, want: []string{"limits-exceed-host error - compose.yaml:10"}},

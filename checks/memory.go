@@ -23,6 +23,45 @@ var limitsMissing = &Rule{
 	},
 }
 
+// buildMemory is what a build of a typical service (npm ci, a Go
+// build) needs besides the services that run: below it, a build on the
+// host competes with them.
+const buildMemory = 1 << 30
+
+var hostBuildMemory = &Rule{
+	ID: "host-build-memory", Severity: Warning,
+	Title: "images are built on a host with little memory left",
+	Help:  "With builder host, the deploy host builds the images while it serves: npm ci or a compiler takes a gigabyte or more beside the running services. When the memory the services' limits and the system leave is smaller, the build competes with them and the kernel's OOM killer may take the broker. Checked during a deploy, with the host's memory.",
+	check: func(in *Input) []Finding {
+		if in.Host == nil || !in.Host.Builds || in.HostMemory <= 0 {
+			return nil
+		}
+		var built string
+		for _, name := range in.Compose.ServiceNames() {
+			if in.Compose.Services[name].Build != nil {
+				built = name
+				break
+			}
+		}
+		if built == "" {
+			return nil
+		}
+		var limits int64
+		for _, name := range in.longRunning() {
+			s := in.Compose.Services[name]
+			limits += memoryLimit(s) * int64(s.GetScale())
+		}
+		left := in.HostMemory - headroom(in.HostMemory) - limits
+		if left >= buildMemory {
+			return nil
+		}
+		return []Finding{{Rule: "host-build-memory", Service: built, Pos: in.ServicePos(built, "build"),
+			Message: fmt.Sprintf("%s is built on the host, which has %s left for it besides the services' limits (%s) and the system (%s); a build takes about %s",
+				built, formatBytes(max(left, 0)), formatBytes(limits), formatBytes(headroom(in.HostMemory)), formatBytes(buildMemory)),
+			Fix: "build where the deploy runs and ship only the layers the host lacks (builder: local, the Action's default), or give the host more memory"}}
+	},
+}
+
 // headroom is what the host keeps for the kernel, Docker and sshd: an
 // eighth of its memory, and at least 256 MiB.
 func headroom(host int64) int64 { return max(host/8, 256<<20) }

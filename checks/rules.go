@@ -15,6 +15,7 @@ var rules = []*Rule{
 	statefulVolumeMissing,
 	limitsMissing,
 	limitsExceedHost,
+	hostBuildMemory,
 	migrationRestartLoop,
 	dockerfileDevDeps,
 	buildNoCache,

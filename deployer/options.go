@@ -47,8 +47,11 @@ type Options struct {
 	DryRun         bool
 	Redeploy       bool // the live release's images again, no build (Plan.Redeploy)
 
-	Builder            string // host, local, or a buildkitd address (only here, never from the file)
-	InsecureBuilder    bool   // allow a plaintext tcp:// builder
+	Builder string // host, local, or a buildkitd address (only here, never from the file)
+	// DefaultBuilder is the builder when neither Builder nor x-deployer
+	// names one: "" (host) for the command line, local for the Action.
+	DefaultBuilder     string
+	InsecureBuilder    bool // allow a plaintext tcp:// builder
 	CacheFrom, CacheTo []string
 	Progress           io.Writer // BuildKit's live display (a terminal), or nil
 
@@ -238,6 +241,9 @@ func sameFile(a, b string) bool {
 // InsecureBuilder.
 func (o Options) builder(s project.Settings) (string, error) {
 	b := o.Builder
+	if b == "" && s.Builder == "" {
+		b = o.DefaultBuilder
+	}
 	switch {
 	case s.Builder == "" || s.Builder == o.Builder:
 	case o.Builder != "":

@@ -189,3 +189,22 @@ func TestNewHostPlan(t *testing.T) {
 		t.Errorf("NewHostPlan with no host = %v, want a config error", err)
 	}
 }
+
+// The front door's default builder yields to the operator's and to the
+// file's choice between host and local.
+func TestDefaultBuilder(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		file string
+		want string
+	}{
+		{Options{DefaultBuilder: BuilderLocal}, "", BuilderLocal},
+		{Options{DefaultBuilder: BuilderLocal}, BuilderHost, BuilderHost},
+		{Options{DefaultBuilder: BuilderLocal, Builder: BuilderHost}, "", BuilderHost},
+		{Options{}, "", ""},
+	} {
+		if got, err := tc.o.builder(project.Settings{Builder: tc.file}); err != nil || got != tc.want {
+			t.Errorf("default %q, operator %q, file %q: %q (%v), want %q", tc.o.DefaultBuilder, tc.o.Builder, tc.file, got, err, tc.want)
+		}
+	}
+}

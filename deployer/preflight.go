@@ -56,16 +56,20 @@ func (c *checker) run(rep Reporter, opts checks.Options) error {
 }
 
 // facts are the check options with what is known of the host: its memory
-// (unless the operator gave one) and, with drift, the init-only secrets
-// that differ from the live release's.
+// (unless the operator gave one), whether it builds the images, and, with
+// drift, the init-only secrets that differ from the live release's.
 func (t *target) facts(ctx context.Context, live string, drift bool) checks.Options {
 	opts := t.plan.Checks
 	if opts.HostMemory == 0 {
 		opts.HostMemory = t.memory // over x-deployer's host-memory, a guess for `check`
 	}
+	facts := &checks.HostFacts{Builds: (t.plan.Builder == "" || t.plan.Builder == BuilderHost) && !t.plan.Redeploy}
 	if drift {
-		opts.Host = t.drift(ctx, live)
+		if d := t.drift(ctx, live); d != nil {
+			facts.ChangedSecrets = d.ChangedSecrets
+		}
 	}
+	opts.Host = facts
 	return opts
 }
 

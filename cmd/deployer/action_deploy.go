@@ -57,6 +57,11 @@ func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) (err
 		return &exitError{code: exitConfig, err: err}
 	}
 	opts.Redeploy = redeploy
+	if !o.conn.local {
+		// The runner builds and ships only the layers the hosts lack: a
+		// droplet that builds while it serves competes with its services.
+		opts.DefaultBuilder = deployer.BuilderLocal
+	}
 	opts.Actor, opts.RunURL = os.Getenv("GITHUB_ACTOR"), runURL()
 	plan, err := deployer.NewPlan(cmd.Context(), opts)
 	if err != nil {

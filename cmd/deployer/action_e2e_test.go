@@ -116,6 +116,9 @@ func TestActionAgainstAHost(t *testing.T) {
 		first.outputs["url"] != "https://shop.example" || first.outputs["duration"] == "" {
 		t.Fatalf("deploy: exit %d, outputs %v\n%s", first.code, first.outputs, first.output())
 	}
+	if !strings.Contains(first.stdout, "layers were on the host already") {
+		t.Errorf("the deploy did not build on the runner and ship, the Action's default:\n%s", first.stdout)
+	}
 	if err := json.Unmarshal([]byte(first.outputs["images"]), &images); err != nil || !strings.HasPrefix(images["api"], "sha256:") {
 		t.Errorf("images output %q (%v), want service → image ID", first.outputs["images"], err)
 	}
