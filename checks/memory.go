@@ -56,9 +56,9 @@ var hostBuildMemory = &Rule{
 			return nil
 		}
 		return []Finding{{Rule: "host-build-memory", Service: built, Pos: in.ServicePos(built, "build"),
-			Message: fmt.Sprintf("%s is built on the host, which has %s left for it besides the services' limits (%s) and the system (%s); a build takes about %s",
+			Message: fmt.Sprintf("%s is built on the host, which has %s left for it besides the services' limits (%s; services without one not counted) and the system (%s); a build takes about %s",
 				built, formatBytes(max(left, 0)), formatBytes(limits), formatBytes(headroom(in.HostMemory)), formatBytes(buildMemory)),
-			Fix: "build where the deploy runs and ship only the layers the host lacks (builder: local, the Action's default), or give the host more memory"}}
+			Fix: "build on another machine and ship only the layers the host lacks (builder: local on a CI runner, the Action's default, or a standalone buildkitd), or give the host more memory"}}
 	},
 }
 

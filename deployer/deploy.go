@@ -84,12 +84,13 @@ func eachHost(ctx context.Context, p *Plan, rep Reporter, unreached func(addr st
 
 // target is one host during one deploy.
 type target struct {
-	plan    *Plan
-	host    Host
-	docker  Engine
-	compose compose.CLI // without files: each release brings its own
-	rep     Reporter
-	memory  int64 // the host's, as its Engine reports it
+	plan     *Plan
+	host     Host
+	docker   Engine
+	compose  compose.CLI // without files: each release brings its own
+	rep      Reporter
+	memory   int64  // the host's, as its Engine reports it
+	platform string // the host's os/arch, which images built elsewhere are built for
 
 	built   map[string]string // service → image ID on the host, of this deploy's builds
 	shipped int64             // bytes this deploy sent to the host

@@ -173,6 +173,9 @@ func (t *target) build(ctx context.Context, services []string) error {
 		if err != nil {
 			return err
 		}
+		if local != nil && !t.plan.Local {
+			req.Platform = t.platform // an amd64 runner building for an arm64 droplet
+		}
 		res, err := b.Build(ctx, req, opts)
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/system"
 	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/checks/project"
 )
@@ -549,5 +550,16 @@ func TestRedeploy(t *testing.T) {
 	r.h.eng.ImageRemove(t.Context(), again.Images["api"].Ref, image.RemoveOptions{})
 	if _, err := r.deploy(t, withBuild, "RELEASE=v1"); err == nil || !strings.Contains(err.Error(), "deploy to build it again") {
 		t.Errorf("redeploy without the image: %v", err)
+	}
+}
+
+func TestPlatform(t *testing.T) {
+	for _, tc := range []struct{ os, arch, want string }{
+		{"linux", "x86_64", "linux/amd64"}, {"linux", "aarch64", "linux/arm64"}, {"linux", "armv7l", "linux/arm/v7"},
+		{"linux", "mips", ""}, {"", "x86_64", ""},
+	} {
+		if got := platform(system.Info{OSType: tc.os, Architecture: tc.arch}); got != tc.want {
+			t.Errorf("%s/%s: %q, want %q", tc.os, tc.arch, got, tc.want)
+		}
 	}
 }

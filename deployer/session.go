@@ -14,6 +14,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/system"
 	"github.com/semalink/deploy-action/deployer/compose"
 	"github.com/semalink/deploy-action/deployer/remote"
 )
@@ -43,11 +44,22 @@ func inspect(ctx context.Context, p *Plan, h Host, rep Reporter) (*target, error
 			rep.Warnf("%s", warning)
 		}
 		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesSize(info.MemTotal), info.Driver)
-		return &target{plan: p, host: h, docker: docker, rep: rep, memory: info.MemTotal,
+		return &target{plan: p, host: h, docker: docker, rep: rep, memory: info.MemTotal, platform: platform(info),
 			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}, nil
 	}()
 	done(err)
 	return t, err
+}
+
+// platform is the os/arch images must be built for to run on an Engine
+// (linux/amd64, linux/arm64, linux/arm/v7), "" when it does not say.
+func platform(info system.Info) string {
+	arch, ok := map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+		"armv7l": "arm/v7", "armhf": "arm/v7", "s390x": "s390x", "ppc64le": "ppc64le", "riscv64": "riscv64"}[info.Architecture]
+	if !ok || info.OSType == "" {
+		return ""
+	}
+	return info.OSType + "/" + arch
 }
 
 // close ends the target's Engine connections.

@@ -74,7 +74,7 @@ func actionDeploy(cmd *cobra.Command, in inputs, tmp string, redeploy bool) (err
 	if !plan.DryRun {
 		ref := plan.Commit
 		if redeploy {
-			ref = liveCommit(cmd.Context(), plan) // the code that will run
+			ref = cmp.Or(liveCommit(cmd.Context(), plan), ref) // the code that will run
 		}
 		if dep = startDeployment(cmd.Context(), in, what, ref); dep != nil {
 			plan.Deployment = dep.id

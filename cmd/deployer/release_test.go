@@ -118,3 +118,36 @@ func TestReleaseWorkflow(t *testing.T) {
 		t.Errorf("release.yml is not started by hand (workflow_dispatch)")
 	}
 }
+
+// No run: script of the Action, the release workflow or the examples has
+// an expression in it: ${{ }} is substituted into the script's text before
+// the shell reads it (script injection); values go through env:.
+func TestNoExpressionsInScripts(t *testing.T) {
+	files := []string{repoPath(t, "action.yml"), repoPath(t, ".github/workflows/release.yml")}
+	examples, _ := filepath.Glob(repoPath(t, "examples/workflows/*.yml"))
+	runs := 0
+	for _, f := range append(files, examples...) {
+		b, err := os.ReadFile(f)
+		must(t, err)
+		var doc struct {
+			Runs struct{ Steps []struct{ Run string } }
+			Jobs map[string]struct{ Steps []struct{ Run string } }
+		}
+		must(t, yaml.Unmarshal(b, &doc))
+		steps := doc.Runs.Steps
+		for _, j := range doc.Jobs {
+			steps = append(steps, j.Steps...)
+		}
+		for _, s := range steps {
+			if s.Run != "" {
+				runs++
+			}
+			if strings.Contains(s.Run, "${{") {
+				t.Errorf("%s: a run: script holds an expression:\n%s", filepath.Base(f), s.Run)
+			}
+		}
+	}
+	if runs < 5 {
+		t.Errorf("only %d run: scripts found to look at", runs)
+	}
+}

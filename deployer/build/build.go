@@ -38,6 +38,9 @@ type Request struct {
 	Secrets    map[string][]byte // id → value: read by the caller, which knows where from
 	Tag        string            // image name:tag to give the result
 	NoCache    bool              // build every step, use no cache
+	// Platform is the image's os/arch (linux/arm64): the host's, when the
+	// image is built elsewhere and shipped; "" builds for the builder's.
+	Platform string
 }
 
 // Result is what a build made.
@@ -244,6 +247,9 @@ func (b *Builder) build(ctx context.Context, req Request, o Options) (Result, er
 	}
 	for k, v := range req.Labels {
 		attrs["label:"+k] = v
+	}
+	if req.Platform != "" {
+		attrs["platform"] = req.Platform
 	}
 
 	// A local cache is exported next to its destination and swapped in

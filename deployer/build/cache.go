@@ -294,7 +294,7 @@ func (b *Builder) supports(e cacheEntry) error {
 			missing = append(missing, "url (ACTIONS_RESULTS_URL or ACTIONS_CACHE_URL)")
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("%s type=gha has no %s: GitHub Actions gives these to actions, not to run: steps; run the deploy as the action (uses: semalink/deploy-action), or give them in the value", flag, strings.Join(missing, " and no "))
+			return fmt.Errorf("%s type=gha has no %s: GitHub Actions gives these to JavaScript and container actions only, not to run: steps or composite actions: add a step that exports them (uses: crazy-max/ghaction-github-runtime@v3) before the deploy, or give them in the value", flag, strings.Join(missing, " and no "))
 		}
 	}
 	return nil

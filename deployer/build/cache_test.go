@@ -167,7 +167,7 @@ func TestCacheSupport(t *testing.T) {
 		{classic, []string{gha}, nil, `cannot import a "gha" cache (it can import: local, registry): use a standalone buildkitd (scripts/buildkitd start, then --builder unix:///…/buildkitd.sock), or drop --cache-from type=gha`},
 		{containerd, []string{gha}, []string{gha, "type=local,dest=/c"}, ""},
 		{standalone, []string{gha, "type=local,src=/c"}, []string{gha, "type=local,dest=/c", "type=inline"}, ""},
-		{standalone, nil, []string{"type=gha"}, "--cache-to type=gha has no token (ACTIONS_RUNTIME_TOKEN) and no url (ACTIONS_RESULTS_URL or ACTIONS_CACHE_URL): GitHub Actions gives these to actions, not to run: steps"},
+		{standalone, nil, []string{"type=gha"}, "--cache-to type=gha has no token (ACTIONS_RUNTIME_TOKEN) and no url (ACTIONS_RESULTS_URL or ACTIONS_CACHE_URL): GitHub Actions gives these to JavaScript and container actions only"},
 		{standalone, []string{"type=gha,token=x"}, nil, "--cache-from type=gha has no url (ACTIONS_RESULTS_URL or ACTIONS_CACHE_URL)"},
 	} {
 		t.Run(strings.Join(append(tc.from, tc.to...), " "), func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/semalink/deploy-action/checks/project"
 )
 
 // Local is this machine as a Host, for deploying where the deployer runs
@@ -46,6 +47,9 @@ func (Local) run(ctx context.Context, c Cmd) error {
 	}
 	tail := &tailBuffer{}
 	cmd := exec.Command(c.Args[0], c.Args[1:]...)
+	// What this process was given for itself (the Action's inputs, the
+	// runner's tokens, the key's passphrase) is not its commands'.
+	cmd.Env = project.ShellEnviron()
 	cmd.Stdout, cmd.Stderr = c.Stdout, stderrTo(tail, c.Stderr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Output held open by a process left in the background.
