@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/semalink/deploy-action/checks"
+	"github.com/semalink/deploy-action/checks/project"
 )
 
 // GitHub prints findings as GitHub Actions workflow commands, which the
@@ -30,25 +31,31 @@ func GitHub(w io.Writer, fs []checks.Finding, o Options) error {
 // Annotation is one finding as a workflow command line (without its
 // newline): level is error, warning or notice.
 func Annotation(f checks.Finding, level string) string {
-	var props []string
-	if f.Pos.File != "" {
-		props = append(props, "file="+escapeProperty(f.Pos.File))
-		if f.Pos.Line > 0 {
-			props = append(props, "line="+strconv.Itoa(f.Pos.Line))
-			if f.Pos.Column > 0 {
-				props = append(props, "col="+strconv.Itoa(f.Pos.Column))
-			}
-		}
-	}
 	title := f.Rule
 	if f.Service != "" {
 		title += " (" + f.Service + ")"
 	}
-	props = append(props, "title="+escapeProperty(title))
 	msg := f.Message
 	if f.Fix != "" {
 		msg += "\nfix: " + f.Fix
 	}
+	return AnnotationAt(level, f.Pos, title, msg)
+}
+
+// AnnotationAt is a workflow command that annotates pos (a project that
+// does not load, say) with title and msg.
+func AnnotationAt(level string, pos project.Position, title, msg string) string {
+	var props []string
+	if pos.File != "" {
+		props = append(props, "file="+escapeProperty(pos.File))
+		if pos.Line > 0 {
+			props = append(props, "line="+strconv.Itoa(pos.Line))
+			if pos.Column > 0 {
+				props = append(props, "col="+strconv.Itoa(pos.Column))
+			}
+		}
+	}
+	props = append(props, "title="+escapeProperty(title))
 	return "::" + level + " " + strings.Join(props, ",") + "::" + escapeData(msg)
 }
 

@@ -41,8 +41,13 @@ func newActionCommand() *cobra.Command {
 			if ee, ok := errors.AsType[*exitError](err); ok {
 				code = ee.code
 			}
-			if msg := err.Error(); msg != fmt.Sprintf("exit status %d", code) {
-				gha.Errorf("%s", msg)
+			switch le, ok := errors.AsType[*project.LoadError](err); {
+			case ok && le.Pos.File != "":
+				// On the file and line, as the checks' findings are.
+				msg := strings.Replace(err.Error(), le.Pos.String()+": ", "", 1)
+				fmt.Fprintln(cmd.OutOrStdout(), report.AnnotationAt("error", le.Pos, "the Compose project does not load", msg))
+			case err.Error() != fmt.Sprintf("exit status %d", code):
+				gha.Errorf("%s", err.Error())
 			}
 			return &exitError{code: code}
 		},

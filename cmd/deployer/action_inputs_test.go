@@ -254,3 +254,23 @@ func TestActionBadInputs(t *testing.T) {
 		})
 	}
 }
+
+// A project that does not load is an annotation on its file and line,
+// in check and deploy alike.
+func TestActionLoadErrorAnnotation(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"compose.yaml": "services:\n  api:\n    image: [unclosed\n"})
+	for _, command := range []string{"check", "deploy"} {
+		t.Run(command, func(t *testing.T) {
+			t.Setenv("INPUT_COMMAND", command)
+			t.Setenv("INPUT_HOSTS", "deploy@127.0.0.1:1")
+			t.Setenv("INPUT_HOST-FINGERPRINT", "SHA256:"+strings.Repeat("A", 43))
+			t.Setenv("SSH_AUTH_SOCK", "/nonexistent")
+			code, stdout, _ := run(t, dir, "action")
+			if code != exitConfig || !regexp.MustCompile(`(?m)^::error file=compose\.yaml,line=\d+(,col=\d+)?,title=the Compose project does not load::`).MatchString(stdout) ||
+				strings.Count(stdout, "::error") != 1 {
+				t.Errorf("exit %d\n%s", code, stdout)
+			}
+		})
+	}
+}
