@@ -59,7 +59,7 @@ func (t *target) images(ctx context.Context, rel *Release) (map[string]Image, er
 		}
 		rel.Images[svc] = ref
 		out[svc] = Image{Ref: ref, ID: img.ID, Size: img.Size}
-		t.rep.Printf("%s: %s (%s)", svc, ref, bytesSize(img.Size))
+		t.rep.Printf("%s: %s (%s)", svc, ref, FormatBytes(img.Size))
 	}
 	// The builds' own tags have served once the pinned ones keep the images.
 	t.dropBuildTags(ctx)
@@ -230,14 +230,14 @@ func (t *target) ship(ctx context.Context, local Engine, ref string) (string, er
 			return
 		}
 		last = time.Now()
-		t.rep.Printf("%s: sent %s of about %s, %s/s, %s left", ref, bytesSize(p.Sent), bytesSize(p.Total), bytesSize(int64(p.Rate)), p.Left.Round(time.Second))
+		t.rep.Printf("%s: sent %s of about %s, %s/s, %s left", ref, FormatBytes(p.Sent), FormatBytes(p.Total), FormatBytes(int64(p.Rate)), p.Left.Round(time.Second))
 	}})
 	t.shipped += stats.Sent
 	if err != nil {
 		return "", err
 	}
 	t.rep.Printf("%s: sent %s of %s (%d of %d layers were on the host already) in %s",
-		ref, bytesSize(stats.Sent), bytesSize(stats.ImageSize), stats.Skipped, stats.Layers, stats.Took.Round(1e6))
+		ref, FormatBytes(stats.Sent), FormatBytes(stats.ImageSize), stats.Skipped, stats.Layers, stats.Took.Round(1e6))
 	img, err := t.docker.ImageInspect(ctx, ref)
 	if err != nil {
 		return "", err
@@ -347,7 +347,8 @@ func removeImage(ctx context.Context, eng imageRemover, ref string) {
 	_, _ = eng.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
 }
 
-func bytesSize(n int64) string {
+// FormatBytes writes a size as people read it: 9.9 MiB, 512 B.
+func FormatBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

@@ -43,7 +43,7 @@ func inspect(ctx context.Context, p *Plan, h Host, rep Reporter) (*target, error
 		if warning != "" {
 			rep.Warnf("%s", warning)
 		}
-		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, bytesSize(info.MemTotal), info.Driver)
+		rep.Printf("Docker %s, Compose %s, %s memory, storage %s", info.ServerVersion, version, FormatBytes(info.MemTotal), info.Driver)
 		return &target{plan: p, host: h, docker: docker, rep: rep, memory: info.MemTotal, platform: platform(info),
 			compose: compose.CLI{Runner: h, Command: command, Version: version, Project: p.Name}}, nil
 	}()

@@ -126,7 +126,7 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
-	env, err := sshEnv(repo)
+	env, err := benchenv.SSHEnv(repo)
 	if err != nil {
 		return err
 	}
@@ -187,33 +187,6 @@ func run(ctx context.Context, o options) error {
 }
 
 // ---- setup
-
-// sshEnv reads the test sshd's settings from TEST_SSH_* or .testenv/env.
-func sshEnv(repo string) (map[string]string, error) {
-	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
-	env := map[string]string{}
-	for _, k := range keys {
-		env[k] = os.Getenv(k)
-	}
-	if env["TEST_SSH_HOST"] == "" {
-		data, err := os.ReadFile(filepath.Join(repo, ".testenv", "env"))
-		if err != nil {
-			return nil, fmt.Errorf("no TEST_SSH_* and %w: start the test sshd with scripts/test-sshd", err)
-		}
-		for line := range strings.Lines(string(data)) {
-			k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "export "), "=")
-			if ok {
-				env[k] = strings.Trim(v, `"'`)
-			}
-		}
-	}
-	for _, k := range keys {
-		if env[k] == "" {
-			return nil, fmt.Errorf("%s is not set: start the test sshd with scripts/test-sshd", k)
-		}
-	}
-	return env, nil
-}
 
 // countedDocker is a client of the host's Engine over SSH that counts the
 // bytes it writes.

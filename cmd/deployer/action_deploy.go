@@ -373,9 +373,9 @@ func (o outcome) summary() string {
 			b.WriteString("\n| service | image | size |\n|---|---|---|\n")
 			for _, svc := range sortedKeys(res.Images) {
 				img := res.Images[svc]
-				fmt.Fprintf(&b, "| %s | `%s` | %s |\n", cell(svc), cell(img.Ref), humanBytes(img.Size))
+				fmt.Fprintf(&b, "| %s | `%s` | %s |\n", cell(svc), cell(img.Ref), deployer.FormatBytes(img.Size))
 			}
-			fmt.Fprintf(&b, "\n%s of image layers sent to the host.\n", humanBytes(res.Shipped))
+			fmt.Fprintf(&b, "\n%s of image layers sent to the host.\n", deployer.FormatBytes(res.Shipped))
 		}
 		if len(res.Healthy) > 0 {
 			b.WriteString("\n| service | healthy after |\n|---|---|\n")
@@ -399,18 +399,6 @@ func (o outcome) summary() string {
 	}
 	fmt.Fprintf(&b, "\nTook %s.\n", o.took.Round(time.Second))
 	return b.String()
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // actionReporter prints the pipeline's progress as collapsible log groups,

@@ -96,3 +96,30 @@ func Secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 }
+
+// SSHEnv reads the test sshd's settings from TEST_SSH_* or .testenv/env.
+func SSHEnv(repo string) (map[string]string, error) {
+	keys := []string{"TEST_SSH_HOST", "TEST_SSH_PORT", "TEST_SSH_USER", "TEST_SSH_KEY", "TEST_SSH_KNOWN_HOSTS"}
+	env := map[string]string{}
+	for _, k := range keys {
+		env[k] = os.Getenv(k)
+	}
+	if env["TEST_SSH_HOST"] == "" {
+		data, err := os.ReadFile(filepath.Join(repo, ".testenv", "env"))
+		if err != nil {
+			return nil, fmt.Errorf("no TEST_SSH_* and %w: start the test sshd with scripts/test-sshd", err)
+		}
+		for line := range strings.Lines(string(data)) {
+			k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "export "), "=")
+			if ok {
+				env[k] = strings.Trim(v, `"'`)
+			}
+		}
+	}
+	for _, k := range keys {
+		if env[k] == "" {
+			return nil, fmt.Errorf("%s is not set: start the test sshd with scripts/test-sshd", k)
+		}
+	}
+	return env, nil
+}
