@@ -60,20 +60,7 @@ func TestActionAgainstAHost(t *testing.T) {
 	knownHosts, err := os.ReadFile(ssh.KnownHosts)
 	must(t, err)
 
-	dir := t.TempDir()
-	compose, err := os.ReadFile(repoPath(t, "deployer/testdata/stack/compose.yaml"))
-	must(t, err)
-	writeFiles(t, dir, map[string]string{
-		"compose.yaml":   string(compose),
-		"api/Dockerfile": "FROM scratch\nCOPY api /api\nENTRYPOINT [\"/api\"]\nCMD [\"serve\"]\n",
-	})
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "api", "api"), "./examples/demo/api")
-	build.Dir, build.Env = repoPath(t, "."), append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	name := composetest.ProjectName(t)
-	t.Cleanup(func() { composeDown(name) })
+	dir, name := stackDir(t)
 	root := remotetest.TempDir(t, ssh.User)
 
 	const secret, token = "s3cret-token-7f1d9e", "ghs_e2eToken4b1c"
@@ -196,6 +183,49 @@ func TestActionAgainstAHost(t *testing.T) {
 	if refused.code != exitOK || !strings.Contains(refused.stdout, "::warning::GitHub Deployment: create a deployment: GitHub answered 403") ||
 		!strings.Contains(refused.stdout, "permissions: deployments: write") {
 		t.Errorf("redeploy without the permission: exit %d\n%s", refused.code, refused.output())
+	}
+}
+
+// stackDir is a copy of deployer/testdata/stack with the demo api built
+// into its build context, and a project name of its own, removed from the
+// Engine when the test ends.
+func stackDir(t *testing.T) (dir, name string) {
+	t.Helper()
+	dir = t.TempDir()
+	compose, err := os.ReadFile(repoPath(t, "deployer/testdata/stack/compose.yaml"))
+	must(t, err)
+	writeFiles(t, dir, map[string]string{
+		"compose.yaml":   string(compose),
+		"api/Dockerfile": "FROM scratch\nCOPY api /api\nENTRYPOINT [\"/api\"]\nCMD [\"serve\"]\n",
+	})
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "api", "api"), "./examples/demo/api")
+	build.Dir, build.Env = repoPath(t, "."), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	name = composetest.ProjectName(t)
+	t.Cleanup(func() { composeDown(name) })
+	return dir, name
+}
+
+// TestActionLocal: with local: true the Action deploys to the runner's own
+// Engine with its docker compose, as a self-hosted runner on the droplet
+// would.
+func TestActionLocal(t *testing.T) {
+	composetest.Need(t)
+	dir, name := stackDir(t)
+	root := t.TempDir()
+	tmp := t.TempDir()
+	outputs := filepath.Join(tmp, "output")
+	writeFiles(t, tmp, map[string]string{"output": "", "summary": ""})
+	r := runBinary(t, dir, []string{
+		"GITHUB_ACTIONS=true", "GITHUB_WORKSPACE=" + dir, "GITHUB_OUTPUT=" + outputs, "GITHUB_STEP_SUMMARY=" + filepath.Join(tmp, "summary"),
+		"DEPLOYER_ROOT=" + root, "INPUT_COMMAND=deploy", "INPUT_LOCAL=true", "INPUT_PROJECT=" + name,
+		"INPUT_COMPOSE-FILES=compose.yaml", "INPUT_ENV=RELEASE=v1\n", "INPUT_HEALTH-TIMEOUT=30s",
+	}, "action")
+	out := readOutputs(t, outputs)
+	if r.code != exitOK || out["status"] != "live" || !fileExists(filepath.Join(root, name, "current")) {
+		t.Errorf("local deploy: exit %d, outputs %v\n%s", r.code, out, r.output())
 	}
 }
 
