@@ -152,6 +152,9 @@ func (t *target) build(ctx context.Context, services []string) error {
 	defer b.Close()
 	if local != nil {
 		t.local = local // until the deploy ends: its build tags go once pinned
+		if t.platform == "" && !t.plan.Local {
+			t.rep.Warnf("the host's Engine names an os/arch deployer does not know: images are built for the builder's own; if the host's differs, build with --builder host")
+		}
 	}
 	opts := build.Options{CacheFrom: t.plan.CacheFrom, CacheTo: t.plan.CacheTo, Progress: t.rep.Output(), Mode: "plain"}
 	if t.plan.Progress != nil {

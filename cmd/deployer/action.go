@@ -42,7 +42,7 @@ func newActionCommand() *cobra.Command {
 				code = ee.code
 			}
 			switch le, ok := errors.AsType[*project.LoadError](err); {
-			case ok && le.Pos.File != "":
+			case ok && le.Pos.File != "" && filepath.IsLocal(le.Pos.File):
 				// On the file and line, as the checks' findings are.
 				msg := strings.Replace(err.Error(), le.Pos.String()+": ", "", 1)
 				fmt.Fprintln(cmd.OutOrStdout(), report.AnnotationAt("error", le.Pos, "the Compose project does not load", msg))

@@ -17,28 +17,34 @@ import (
 // image as a runner runs a container action (INPUT_*, GITHUB_OUTPUT,
 // GITHUB_STEP_SUMMARY, the workspace mounted) for check on the demo stack.
 //
-// No registry is reachable in the tests: its base images are stand-ins
-// made here, under the names it uses, when the Engine does not have them:
-// golang:1.26-bookworm from this machine's Go and a static busybox (for
-// RUN's /bin/sh), distroless/static from nothing but CA certificates;
-// they are left for the next run. The build itself downloads modules from
-// the Go module proxy.
+// No registry is reachable in the tests: its base images (GO_IMAGE,
+// BASE_IMAGE) are stand-ins made here under names of their own, never the
+// real ones': a Go image from this machine's Go (its version in the tag)
+// and a static busybox (for RUN's /bin/sh), a base of nothing but CA
+// certificates; kept for the next run. The build downloads modules
+// from the Go module proxy and compiles deployer cold, so scripts/test
+// runs it on its own, after the other tests (DEPLOYER_TEST_DOCKERFILE=1).
 func TestDockerfile(t *testing.T) {
+	if os.Getenv("DEPLOYER_TEST_DOCKERFILE") == "" {
+		t.Skip("run by scripts/test on its own, after the rest: set DEPLOYER_TEST_DOCKERFILE=1")
+	}
 	composetest.Need(t)
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Skipf("no stand-in for %s", runtime.GOARCH)
 	}
-	standIn(t, "golang:1.26-bookworm", map[string]string{
+	goImage := "deployer-test/golang:" + strings.TrimPrefix(runtime.Version(), "go")
+	standIn(t, goImage, map[string]string{
 		"usr/local/go":                      runtime.GOROOT(),
 		"bin/busybox":                       "/bin/busybox",
 		"etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt",
 	}, "ENV PATH=/go/bin:/usr/local/go/bin:/bin GOPATH=/go GOTOOLCHAIN=local\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n")
-	standIn(t, "gcr.io/distroless/static-debian12", map[string]string{
+	baseImage := "deployer-test/static:1"
+	standIn(t, baseImage, map[string]string{
 		"etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt",
 	}, "")
 
 	image := "deployer-dockerfile-test:" + composetest.ProjectName(t)
-	buildImage(t, repoPath(t, "."), image, map[string]string{"VERSION": "v0.0.0-test"})
+	buildImage(t, repoPath(t, "."), image, map[string]string{"VERSION": "v0.0.0-test", "GO_IMAGE": goImage, "BASE_IMAGE": baseImage})
 	t.Cleanup(func() { exec.Command("docker", "image", "rm", image).Run() })
 
 	if out, err := exec.Command("docker", "run", "--rm", image, "--version").Output(); err != nil || strings.TrimSpace(string(out)) != "deployer v0.0.0-test" {
@@ -56,12 +62,13 @@ func TestDockerfile(t *testing.T) {
 		"-e", "INPUT_COMMAND=check", "-e", "INPUT_COMPOSE-FILES=examples/demo/compose.yaml",
 		image, "action")
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != exitFindings) {
-		t.Fatalf("check in the image: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("check of the demo stack in the image: %v\n%s", err, out)
 	}
+	// The demo stack passes, with one info finding.
 	outputs := readOutputs(t, filepath.Join(commands, "output"))
 	summary, _ := os.ReadFile(filepath.Join(commands, "summary"))
-	if outputs["errors"] == "" || outputs["warnings"] == "" || !strings.Contains(string(summary), "### deployer check") {
+	if outputs["errors"] != "0" || outputs["warnings"] != "0" || !strings.Contains(string(summary), "logs-not-forwarded") {
 		t.Errorf("outputs %v, summary:\n%s\nlog:\n%s", outputs, summary, out)
 	}
 }
@@ -77,7 +84,7 @@ func standIn(t *testing.T, image string, files map[string]string, extra string) 
 	for in, from := range files {
 		dst := filepath.Join(dir, "root", in)
 		must(t, os.MkdirAll(filepath.Dir(dst), 0o755))
-		if out, err := exec.Command("cp", "-a", from, dst).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "-rL", from, dst).CombinedOutput(); err != nil {
 			t.Fatalf("cp %s: %v\n%s", from, err, out)
 		}
 	}

@@ -139,3 +139,31 @@ func waitUntil(ctx context.Context, cond func() bool) bool {
 	}
 	return true
 }
+
+// Commands run on this machine get neither the Action's inputs nor the
+// runner's tokens, nor what would point compose at another Engine or
+// change its profiles.
+func TestLocalEnviron(t *testing.T) {
+	t.Setenv("GITHUB_ACTIONS", "true")
+	t.Setenv("INPUT_SSH-PRIVATE-KEY", "key-material")
+	t.Setenv("GITHUB_TOKEN", "ghs_token")
+	t.Setenv("COMPOSE_PROFILES", "*")
+	t.Setenv("DOCKER_CONTEXT", "elsewhere")
+	t.Setenv("DOCKER_HOST", "tcp://203.0.113.7:2375")
+	t.Setenv("KEEP_ME", "yes")
+	out, err := Local{}.Output(t.Context(), "env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(out)
+	for _, gone := range []string{"INPUT_SSH-PRIVATE-KEY=", "GITHUB_TOKEN=", "COMPOSE_PROFILES=", "DOCKER_CONTEXT=", "tcp://203.0.113.7"} {
+		if strings.Contains(env, gone) {
+			t.Errorf("a local command sees %s", gone)
+		}
+	}
+	for _, kept := range []string{"KEEP_ME=yes\n", "DOCKER_HOST=unix:///var/run/docker.sock\n", "PATH="} {
+		if !strings.Contains(env, kept) {
+			t.Errorf("a local command lacks %s", strings.TrimSpace(kept))
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,7 +51,7 @@ func (Local) run(ctx context.Context, c Cmd) error {
 	cmd := exec.Command(c.Args[0], c.Args[1:]...)
 	// What this process was given for itself (the Action's inputs, the
 	// runner's tokens, the key's passphrase) is not its commands'.
-	cmd.Env = project.ShellEnviron()
+	cmd.Env = localEnviron()
 	cmd.Stdout, cmd.Stderr = c.Stdout, stderrTo(tail, c.Stderr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Output held open by a process left in the background.
@@ -328,4 +330,17 @@ func (l *localLock) Unlock() error {
 		return fmt.Errorf("unlock %s on local: %w", f.Name(), pathless(err))
 	}
 	return nil
+}
+
+// localEnviron is what commands run on this machine get: this process's
+// environment without what was given to it alone (project.ShellEnviron),
+// without COMPOSE_* and DOCKER_CONTEXT (compose would read them: a profile
+// that starts the migration service inside up, another Engine), and with
+// DOCKER_HOST set to the Engine that Docker talks to, so that compose and
+// the pipeline use the same one.
+func localEnviron() []string {
+	env := slices.DeleteFunc(project.ShellEnviron(), func(kv string) bool {
+		return strings.HasPrefix(kv, "COMPOSE_") || strings.HasPrefix(kv, "DOCKER_CONTEXT=") || strings.HasPrefix(kv, "DOCKER_HOST=")
+	})
+	return append(env, "DOCKER_HOST=unix://"+dockerSocket)
 }
