@@ -1,0 +1,43 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/semalink/deploy-action/server"
+)
+
+// What sign prints or sends verifies as the server verifies it.
+func TestSign(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	t.Setenv("HOOK_SECRET", secret)
+	body := `{"action":"redeploy","project":"demo"}`
+	var got error
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, got = server.VerifyStandard([]string{secret}, r.Header, b, time.Now())
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"id":"d1"}`)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := run(t, "", "sign", "--scheme", "standard", "--secret-env", "HOOK_SECRET", "--data", body, "--url", srv.URL)
+	if code != exitOK || got != nil || !strings.Contains(stdout, "202 Accepted") {
+		t.Errorf("sent: exit %d, verified %v\n%s%s", code, got, stdout, stderr)
+	}
+	code, stdout, _ = run(t, "", "sign", "--scheme", "github", "--secret-env", "HOOK_SECRET", "--data", body)
+	if code != exitOK || !strings.Contains(stdout, "X-Hub-Signature-256: sha256=") || strings.Contains(stdout, secret) {
+		t.Errorf("printed: exit %d\n%s", code, stdout)
+	}
+	for _, args := range [][]string{
+		{"sign", "--scheme", "gitlab", "--secret-env", "HOOK_SECRET", "--data", "{}"},
+		{"sign", "--scheme", "github", "--secret-env", "UNSET_SECRET_VAR", "--data", "{}"},
+	} {
+		if code, _, stderr := run(t, "", args...); code != exitConfig || stderr == "" {
+			t.Errorf("%v: exit %d, %q", args, code, stderr)
+		}
+	}
+}
