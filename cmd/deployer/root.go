@@ -21,6 +21,6 @@ start and an automatic rollback. Start with:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitConfig, err: err}
 	})
-	root.AddCommand(newCheckCommand(), newDeployCommand(), newRedeployCommand(), newReleasesCommand(), newRollbackCommand(), newRotateCommand(), newSignCommand(), newVersionCommand(), newActionCommand())
+	root.AddCommand(newCheckCommand(), newDeployCommand(), newRedeployCommand(), newReleasesCommand(), newRollbackCommand(), newRotateCommand(), newServeCommand(), newSignCommand(), newVersionCommand(), newActionCommand())
 	return root
 }

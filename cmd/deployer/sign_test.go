@@ -41,3 +41,21 @@ func TestSign(t *testing.T) {
 		}
 	}
 }
+
+func TestServeCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"compose.yaml": "services:\n  api:\n    image: registry.example/api:1\n",
+		"server.yaml": "projects:\n  demo:\n    compose-files: [" + dir + "/compose.yaml]\nhooks:\n" +
+			"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], projects: [demo], actions: [redeploy]}\n",
+	})
+	t.Setenv("DEPLOY_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	code, stdout, stderr := run(t, "", "serve", "--config", dir+"/server.yaml", "--check-config")
+	if code != exitOK || !strings.Contains(stdout, "configuration OK: listen 127.0.0.1:9000, 1 project(s), hooks standard") {
+		t.Errorf("check-config: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("DEPLOY_HOOK_SECRET", "whsec_c2hvcnQ=")
+	if code, _, stderr := run(t, "", "serve", "--config", dir+"/server.yaml", "--check-config"); code != exitConfig || !strings.Contains(stderr, "line 5: hooks.standard secret env:DEPLOY_HOOK_SECRET: 5 bytes, fewer than 16") {
+		t.Errorf("a short secret: exit %d, %s", code, stderr)
+	}
+}

@@ -1,0 +1,304 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/semalink/deploy-action/checks/project"
+	"go.yaml.in/yaml/v4"
+)
+
+// DefaultConfig is where deployer serve reads its configuration.
+const DefaultConfig = "/etc/deployer/server.yaml"
+
+// Limits of the configuration.
+const (
+	maxConfig    = 1 << 20  // the file
+	maxSecret    = 64 << 10 // a file: secret
+	minSecretLen = 16       // bytes: shorter is guessable
+)
+
+// Config is the server's configuration file (docs/server.md).
+type Config struct {
+	Listen   string             `yaml:"listen"` // host:port; default 127.0.0.1:9000
+	TLS      *TLS               `yaml:"tls"`
+	State    string             `yaml:"state"` // default /var/lib/deployer/server
+	Projects map[string]Project `yaml:"projects"`
+	Hooks    Hooks              `yaml:"hooks"`
+}
+
+// TLS is the server's own certificate, when it is not behind a proxy.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Project is a project the server may deploy.
+type Project struct {
+	ComposeFiles []string `yaml:"compose-files"`
+	EnvFiles     []string `yaml:"env-files"`
+	Migrate      string   `yaml:"migrate"`
+	Source       *Source  `yaml:"source"`
+
+	line int
+}
+
+// Source is where a project's refs are fetched from, to deploy a ref.
+type Source struct {
+	Git    string `yaml:"git"`
+	Dir    string `yaml:"dir"`
+	Branch string `yaml:"branch"`
+}
+
+// Hooks are the endpoints the server answers, each with what it allows.
+type Hooks struct {
+	GitHub   *GitHubHook   `yaml:"github"`
+	Slack    *SlackHook    `yaml:"slack"`
+	Standard *StandardHook `yaml:"standard"`
+}
+
+// GitHubHook is POST /hooks/github.
+type GitHubHook struct {
+	Secrets      []Secret `yaml:"secrets"`
+	Repositories []string `yaml:"repositories"`
+	Branches     []string `yaml:"branches"`
+	Project      string   `yaml:"project"`
+}
+
+// SlackHook is POST /hooks/slack.
+type SlackHook struct {
+	Secrets  []Secret `yaml:"secrets"`
+	Teams    []string `yaml:"teams"`
+	Channels []string `yaml:"channels"`
+	Users    []string `yaml:"users"`
+}
+
+// StandardHook is POST /hooks/standard.
+type StandardHook struct {
+	Secrets  []Secret `yaml:"secrets"`
+	Projects []string `yaml:"projects"`
+	Actions  []string `yaml:"actions"`
+}
+
+// Actions a request may ask for.
+var Actions = []string{"deploy", "redeploy", "rollback"}
+
+// Secret is a hook's secret: env:NAME or file:PATH, never its value.
+type Secret struct {
+	Ref   string
+	line  int
+	value []byte
+}
+
+// UnmarshalYAML keeps the line, for the errors that name it.
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a secret is env:NAME or file:PATH", n.Line)
+	}
+	s.Ref, s.line = n.Value, n.Line
+	return nil
+}
+
+// Value is the secret, once LoadConfig has read it.
+func (s Secret) Value() []byte { return s.value }
+
+// LoadConfig reads and checks the server's configuration: unknown keys,
+// secrets that are missing, empty, short or written into the file, hooks
+// that name unknown projects or actions, and projects whose Compose files
+// do not load are errors that name the line.
+func LoadConfig(ctx context.Context, path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("server configuration: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
+	if err != nil {
+		return nil, fmt.Errorf("server configuration %s: %w", path, err)
+	}
+	if len(data) > maxConfig {
+		return nil, fmt.Errorf("server configuration %s: larger than %d bytes", path, maxConfig)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("server configuration %s: %w", path, err)
+	}
+	projectLines(data, &c)
+	if err := c.check(ctx); err != nil {
+		return nil, fmt.Errorf("server configuration %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// projectLines notes the line of each project, for its errors.
+func projectLines(data []byte, c *Config) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "projects" {
+			continue
+		}
+		ps := top.Content[i+1]
+		for j := 0; j+1 < len(ps.Content); j += 2 {
+			name := ps.Content[j].Value
+			if p, ok := c.Projects[name]; ok {
+				p.line = ps.Content[j].Line
+				c.Projects[name] = p
+			}
+		}
+	}
+}
+
+func (c *Config) check(ctx context.Context) error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9000"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: give HOST:PORT, e.g. 127.0.0.1:9000 or :443 with tls", c.Listen)
+	}
+	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return errors.New("tls: give both cert and key")
+	}
+	if c.State == "" {
+		c.State = "/var/lib/deployer/server"
+	}
+	if len(c.Projects) == 0 {
+		return errors.New("projects: none: name at least one, with its compose-files")
+	}
+	for _, name := range sortedKeys(c.Projects) {
+		if err := c.Projects[name].load(ctx, name); err != nil {
+			return err
+		}
+	}
+	h := c.Hooks
+	if h.GitHub == nil && h.Slack == nil && h.Standard == nil {
+		return errors.New("hooks: none: configure github, slack or standard")
+	}
+	if g := h.GitHub; g != nil {
+		if err := readSecrets("github", g.Secrets, false); err != nil {
+			return err
+		}
+		if _, ok := c.Projects[g.Project]; !ok {
+			return fmt.Errorf("hooks.github.project %q is not one of the projects", g.Project)
+		}
+		if len(g.Repositories) == 0 {
+			return errors.New("hooks.github.repositories: name the repositories (OWNER/NAME) whose events may deploy")
+		}
+	}
+	if s := h.Slack; s != nil {
+		if err := readSecrets("slack", s.Secrets, false); err != nil {
+			return err
+		}
+		if len(s.Teams) == 0 {
+			return errors.New("hooks.slack.teams: name the Slack teams (T…) whose commands may deploy")
+		}
+	}
+	if s := h.Standard; s != nil {
+		if err := readSecrets("standard", s.Secrets, true); err != nil {
+			return err
+		}
+		for _, p := range s.Projects {
+			if _, ok := c.Projects[p]; !ok {
+				return fmt.Errorf("hooks.standard.projects: %q is not one of the projects", p)
+			}
+		}
+		for _, a := range s.Actions {
+			if !slices.Contains(Actions, a) {
+				return fmt.Errorf("hooks.standard.actions: %q is not an action: use %s", a, strings.Join(Actions, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// load checks that a project's Compose files load as a deploy would load
+// them.
+func (p Project) load(ctx context.Context, name string) error {
+	if len(p.ComposeFiles) == 0 {
+		return fmt.Errorf("line %d: project %s: no compose-files", p.line, name)
+	}
+	if _, err := project.Load(ctx, project.Options{Files: p.ComposeFiles, EnvFiles: p.EnvFiles}); err != nil {
+		return fmt.Errorf("line %d: project %s: %w", p.line, name, err)
+	}
+	if s := p.Source; s != nil && (s.Git == "" || s.Dir == "") {
+		return fmt.Errorf("line %d: project %s: source needs git and dir", p.line, name)
+	}
+	return nil
+}
+
+// readSecrets reads a hook's secrets, refusing any that is written into
+// the file, missing, empty or shorter than 16 bytes.
+func readSecrets(hook string, secrets []Secret, standard bool) error {
+	if len(secrets) == 0 {
+		return fmt.Errorf("hooks.%s.secrets: none: give env:NAME or file:PATH", hook)
+	}
+	for i := range secrets {
+		s := &secrets[i]
+		where := fmt.Sprintf("line %d: hooks.%s secret %s", s.line, hook, s.Ref)
+		switch kind, ref, _ := strings.Cut(s.Ref, ":"); kind {
+		case "env":
+			v, ok := os.LookupEnv(ref)
+			if !ok {
+				return fmt.Errorf("%s: the variable is not set", where)
+			}
+			s.value = []byte(v)
+		case "file":
+			v, err := readSecretFile(ref)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			s.value = v
+		default:
+			return fmt.Errorf("line %d: hooks.%s: a secret is env:NAME or file:PATH, never the secret itself in this file", s.line, hook)
+		}
+		n := len(s.value)
+		if standard {
+			key, err := StandardKey(string(s.value))
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			n = len(key)
+		}
+		if n < minSecretLen {
+			return fmt.Errorf("%s: %d bytes, fewer than %d: make a longer one (openssl rand -hex 32)", where, n, minSecretLen)
+		}
+	}
+	return nil
+}
+
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecret {
+		return nil, fmt.Errorf("larger than %d bytes: not a secret", maxSecret)
+	}
+	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
