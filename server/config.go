@@ -3,12 +3,15 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/semalink/deploy-action/checks/project"
@@ -64,9 +67,28 @@ type Hooks struct {
 	Standard *StandardHook `yaml:"standard"`
 }
 
+// Secrets are a hook's secrets: a list of env:NAME and file:PATH.
+type Secrets []Secret
+
+// UnmarshalYAML refuses anything but a list without quoting it: a
+// secret written in the wrong place must not end up in an error.
+func (s *Secrets) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return errors.New("secrets: give a list of env:NAME or file:PATH")
+	}
+	for _, item := range n.Content {
+		var one Secret
+		if err := one.UnmarshalYAML(item); err != nil {
+			return err
+		}
+		*s = append(*s, one)
+	}
+	return nil
+}
+
 // GitHubHook is POST /hooks/github.
 type GitHubHook struct {
-	Secrets      []Secret `yaml:"secrets"`
+	Secrets      Secrets  `yaml:"secrets"`
 	Repositories []string `yaml:"repositories"`
 	Branches     []string `yaml:"branches"`
 	Project      string   `yaml:"project"`
@@ -74,7 +96,7 @@ type GitHubHook struct {
 
 // SlackHook is POST /hooks/slack.
 type SlackHook struct {
-	Secrets  []Secret `yaml:"secrets"`
+	Secrets  Secrets  `yaml:"secrets"`
 	Teams    []string `yaml:"teams"`
 	Channels []string `yaml:"channels"`
 	Users    []string `yaml:"users"`
@@ -82,7 +104,7 @@ type SlackHook struct {
 
 // StandardHook is POST /hooks/standard.
 type StandardHook struct {
-	Secrets  []Secret `yaml:"secrets"`
+	Secrets  Secrets  `yaml:"secrets"`
 	Projects []string `yaml:"projects"`
 	Actions  []string `yaml:"actions"`
 }
@@ -100,7 +122,7 @@ type Secret struct {
 // UnmarshalYAML keeps the line, for the errors that name it.
 func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a secret is env:NAME or file:PATH", n.Line)
+		return errors.New("a secret is env:NAME or file:PATH")
 	}
 	s.Ref, s.line = n.Value, n.Line
 	return nil
@@ -129,8 +151,14 @@ func LoadConfig(ctx context.Context, path string) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(&c); errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("server configuration %s: empty: see docs/server.md", path)
+	} else if err != nil {
 		return nil, fmt.Errorf("server configuration %s: %w", path, err)
+	}
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("server configuration %s: more than one YAML document: keep one", path)
 	}
 	projectLines(data, &c)
 	if err := c.check(ctx); err != nil {
@@ -165,11 +193,13 @@ func (c *Config) check(ctx context.Context) error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:9000"
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
 		return fmt.Errorf("listen %q: give HOST:PORT, e.g. 127.0.0.1:9000 or :443 with tls", c.Listen)
 	}
-	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		return errors.New("tls: give both cert and key")
+	if c.TLS != nil {
+		if _, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key); err != nil {
+			return fmt.Errorf("tls: %w (give a PEM certificate and its key)", err)
+		}
 	}
 	if c.State == "" {
 		c.State = "/var/lib/deployer/server"
@@ -178,6 +208,9 @@ func (c *Config) check(ctx context.Context) error {
 		return errors.New("projects: none: name at least one, with its compose-files")
 	}
 	for _, name := range sortedKeys(c.Projects) {
+		if !projectName.MatchString(name) {
+			return fmt.Errorf("line %d: project %q: use lower-case letters, digits, - and _", c.Projects[name].line, name)
+		}
 		if err := c.Projects[name].load(ctx, name); err != nil {
 			return err
 		}
@@ -213,6 +246,9 @@ func (c *Config) check(ctx context.Context) error {
 			if _, ok := c.Projects[p]; !ok {
 				return fmt.Errorf("hooks.standard.projects: %q is not one of the projects", p)
 			}
+		}
+		if len(s.Projects) == 0 || len(s.Actions) == 0 {
+			return errors.New("hooks.standard: name the projects and the actions its requests may ask for")
 		}
 		for _, a := range s.Actions {
 			if !slices.Contains(Actions, a) {
@@ -278,20 +314,21 @@ func readSecrets(hook string, secrets []Secret, standard bool) error {
 	return nil
 }
 
+// readSecretFile reads a regular file of at most maxSecret bytes (not a
+// FIFO, which would block, nor a device), without its last line break.
 func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := project.ReadPlainFile(path, maxSecret)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxSecret {
-		return nil, fmt.Errorf("larger than %d bytes: not a secret", maxSecret)
 	}
 	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -48,7 +48,9 @@ func TestLoadConfig(t *testing.T) {
 		{"  slack: {secrets: [file:DIR/none], teams: [T1]}\n", "hooks.slack secret file:"},
 		{"  standard: {secrets: [env:GITHUB_WEBHOOK_SECRET], projects: [demo]}\n", "a Standard Webhooks secret starts with whsec_"},
 		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], projects: [other]}\n", `hooks.standard.projects: "other" is not one of the projects`},
-		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], actions: [destroy]}\n", `hooks.standard.actions: "destroy" is not an action`},
+		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], projects: [demo], actions: [destroy]}\n", `hooks.standard.actions: "destroy" is not an action`},
+		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET]}\n", "hooks.standard: name the projects and the actions"},
+		{"  github: {secrets: mYsEcReTvAlUe0123456789, repositories: [semalink/app], project: demo}\n", "secrets: give a list of env:NAME or file:PATH"},
 		{"  github: {secrets: [env:GITHUB_WEBHOOK_SECRET], repositories: [semalink/app], project: demo, branch: main}\n", "line 8: field branch not found"},
 		{"  gitlab: {}\n", "line 8: field gitlab not found"},
 	} {
@@ -56,8 +58,30 @@ func TestLoadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("hooks %q: %v, want %q", tc.hooks, err, tc.want)
 		}
-		if err != nil && (strings.Contains(err.Error(), "a-github-webhook-secret-42") || strings.Contains(err.Error(), "short\"")) {
-			t.Errorf("an error quotes a secret: %v", err)
+		for _, secret := range []string{"a-github-webhook-secret-42", "a-literal-secret", "mYsEcR", "short", standardSecret} {
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("an error quotes the secret %s: %v", secret, err)
+			}
+		}
+	}
+	// The rest of the file.
+	for _, tc := range []struct{ from, to, want string }{
+		{"listen: 127.0.0.1:9000", "listen: 127.0.0.1:http", `listen "127.0.0.1:http": give HOST:PORT`},
+		{"  demo:\n", "  ../etc:\n", `line 4: project "../etc": use lower-case letters`},
+		{"listen: 127.0.0.1:9000", "listen: 127.0.0.1:9000\ntls: {cert: /nonexistent.pem, key: /nonexistent.key}", "tls: open /nonexistent.pem"},
+	} {
+		path := writeConfig(t, good)
+		b, _ := os.ReadFile(path)
+		must(t, os.WriteFile(path, []byte(strings.Replace(string(b), tc.from, tc.to, 1)), 0o600))
+		if _, err := LoadConfig(t.Context(), path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.to, err, tc.want)
+		}
+	}
+	for content, want := range map[string]string{"": "empty", "listen: 127.0.0.1:9000\n---\nlisten: :80\n": "more than one YAML document"} {
+		path := filepath.Join(t.TempDir(), "server.yaml")
+		must(t, os.WriteFile(path, []byte(content), 0o600))
+		if _, err := LoadConfig(t.Context(), path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", content, err, want)
 		}
 	}
 	// A project whose Compose file does not load names its line.

@@ -8,4 +8,9 @@
 // rotated), with constant-time comparisons; a scheme with a timestamp
 // accepts it within Tolerance of the server's clock. A failed check never
 // says which signature or secret it compared.
+//
+// GitHub's requests carry no signed timestamp and their X-GitHub-Delivery
+// is not signed; Slack's carry no ID. A replay cache keys on what is
+// signed: the signature itself for those two, the message ID that
+// VerifyStandard returns for Standard Webhooks.
 package server

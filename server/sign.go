@@ -31,6 +31,7 @@ var (
 	ErrUnsigned     = errors.New("the request carries no signature")
 	ErrBadSignature = errors.New("the signature does not match the body under any configured secret")
 	ErrStale        = errors.New("the signed timestamp is more than 5 minutes away from the server's clock")
+	ErrTimestamp    = errors.New("the signed timestamp is not a number of seconds")
 )
 
 // VerifyGitHub checks X-Hub-Signature-256 over body (go-github's
@@ -39,6 +40,9 @@ func VerifyGitHub(secrets [][]byte, h http.Header, body []byte) error {
 	sig := h.Get(github.SHA256SignatureHeader)
 	if sig == "" {
 		return ErrUnsigned
+	}
+	if !strings.HasPrefix(sig, "sha256=") {
+		return ErrBadSignature // ValidateSignature would take sha1= too
 	}
 	for _, s := range secrets {
 		if github.ValidateSignature(sig, body, s) == nil {
@@ -159,11 +163,14 @@ func hexMAC(key, data []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// fresh checks a Unix timestamp against now.
+// fresh checks a Unix timestamp, digits only, against now.
 func fresh(ts string, now time.Time) error {
+	if len(ts) == 0 || len(ts) > 12 || strings.Trim(ts, "0123456789") != "" {
+		return ErrTimestamp
+	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return ErrStale
+		return ErrTimestamp
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > Tolerance || d < -Tolerance {
 		return ErrStale

@@ -1,9 +1,13 @@
 package server
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,6 +92,11 @@ func TestRefusals(t *testing.T) {
 		{"github, wrong secret", VerifyGitHub([][]byte{[]byte("another secret of 26 bytes!")}, header("X-Hub-Signature-256", githubSig), []byte(githubBody)), ErrBadSignature},
 		{"github, unsigned", VerifyGitHub(gh, http.Header{}, []byte(githubBody)), ErrUnsigned},
 		{"github, sha1 only", VerifyGitHub(gh, header("X-Hub-Signature", "sha1=0000"), []byte(githubBody)), ErrUnsigned},
+		{"github, sha1 in the sha256 header", VerifyGitHub(gh, header("X-Hub-Signature-256", "sha1="+sha1hex(githubSecret, githubBody)), []byte(githubBody)), ErrBadSignature},
+		{"slack, no v0=", VerifySlack(sl, header("X-Slack-Signature", strings.TrimPrefix(slackSig, "v0="), "X-Slack-Request-Timestamp", slackTS), []byte(slackBody), unix(slackTS)), ErrBadSignature},
+		{"slack, timestamp not a number", VerifySlack(sl, slack("15314206l8"), []byte(slackBody), unix(slackTS)), ErrTimestamp},
+		{"slack, timestamp with a sign", VerifySlack(sl, slack("+1531420618"), []byte(slackBody), unix(slackTS)), ErrTimestamp},
+		{"standard, timestamp overflows", second(VerifyStandard(st, header("webhook-id", standardID, "webhook-timestamp", "99999999999999999999", "webhook-signature", standardSig), []byte(standardBody), at)), ErrTimestamp},
 		{"slack, body flipped", VerifySlack(sl, slack(slackTS), flip(slackBody), unix(slackTS)), ErrBadSignature},
 		{"slack, stale", VerifySlack(sl, slack(slackTS), []byte(slackBody), unix(slackTS).Add(Tolerance+time.Second)), ErrStale},
 		{"slack, from the future", VerifySlack(sl, slack(slackTS), []byte(slackBody), unix(slackTS).Add(-Tolerance-time.Second)), ErrStale},
@@ -131,3 +140,9 @@ func TestRotation(t *testing.T) {
 var at0 = time.Unix(1_800_000_000, 0)
 
 func second(_ string, err error) error { return err }
+
+func sha1hex(key, data string) string {
+	m := hmac.New(sha1.New, []byte(key))
+	m.Write([]byte(data))
+	return hex.EncodeToString(m.Sum(nil))
+}

@@ -23,33 +23,29 @@ being built: today --check-config reads the configuration, its secrets and
 its projects' Compose files, and says what is wrong, with the line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !check {
+				return &exitError{code: exitConfig, err: errors.New("deployer serve does not serve requests yet: only --check-config is built (docs/server.md)")}
+			}
 			c, err := server.LoadConfig(cmd.Context(), config)
 			if err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
-			if !check {
-				return &exitError{code: exitConfig, err: errors.New("deployer serve does not serve requests yet: only --check-config is built (docs/server.md)")}
-			}
 			var hooks []string
-			for name, on := range map[string]bool{"github": c.Hooks.GitHub != nil, "slack": c.Hooks.Slack != nil, "standard": c.Hooks.Standard != nil} {
-				if on {
-					hooks = append(hooks, name)
-				}
+			if c.Hooks.GitHub != nil {
+				hooks = append(hooks, "github")
+			}
+			if c.Hooks.Slack != nil {
+				hooks = append(hooks, "slack")
+			}
+			if c.Hooks.Standard != nil {
+				hooks = append(hooks, "standard")
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK: listen %s, %d project(s), hooks %s\n",
-				config, c.Listen, len(c.Projects), strings.Join(sortedStrings(hooks), ", "))
+				config, c.Listen, len(c.Projects), strings.Join(hooks, ", "))
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", server.DefaultConfig, "the server's configuration file")
 	cmd.Flags().BoolVar(&check, "check-config", false, "check the configuration and exit")
 	return cmd
-}
-
-func sortedStrings(s []string) []string {
-	m := map[string]bool{}
-	for _, v := range s {
-		m[v] = true
-	}
-	return sortedKeys(m)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/server"
 	"github.com/spf13/cobra"
 )
@@ -59,7 +60,7 @@ func runSign(cmd *cobra.Command, o signOptions) error {
 	body := []byte(o.data)
 	if file, ok := strings.CutPrefix(o.data, "@"); ok {
 		var err error
-		if body, err = os.ReadFile(file); err != nil {
+		if body, err = project.ReadPlainFile(file, maxSignData); err != nil {
 			return &exitError{code: exitConfig, err: fmt.Errorf("--data: %w", err)}
 		}
 	}
@@ -98,15 +99,35 @@ func runSign(cmd *cobra.Command, o signOptions) error {
 		return &exitError{code: exitConfig, err: fmt.Errorf("--url: %w", err)}
 	}
 	req.Header = h
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		// A redirect would carry the signed request to wherever it points,
+		// to be replayed from there: it is an answer, not a way on.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		return &exitError{code: exitFailed, err: fmt.Errorf("send: %w", err)}
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	fmt.Fprintf(out, "%s\n%s", resp.Status, answer)
+	fmt.Fprintf(out, "%s\n%s\n", resp.Status, printable(answer))
 	if resp.StatusCode >= 300 {
-		return errors.New(resp.Status)
+		return &exitError{code: exitFailed, err: errors.New(resp.Status)}
 	}
 	return nil
+}
+
+// maxSignData bounds --data @FILE: GitHub's own limit on a delivery.
+const maxSignData = 25 << 20
+
+// printable is an answer with its control characters (a terminal's escape
+// sequences) shown as escapes.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return '\uFFFD'
+		}
+		return r
+	}, string(b))
 }

@@ -32,6 +32,15 @@ func TestSign(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "X-Hub-Signature-256: sha256=") || strings.Contains(stdout, secret) {
 		t.Errorf("printed: exit %d\n%s", code, stdout)
 	}
+	// A redirect is an answer: the signed request goes nowhere else.
+	var elsewhere bool
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere = true }))
+	defer other.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(other.URL, http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	if code, stdout, _ := run(t, "", "sign", "--scheme", "standard", "--secret-env", "HOOK_SECRET", "--data", body, "--url", redirect.URL); code != exitFailed || elsewhere || !strings.Contains(stdout, "307") {
+		t.Errorf("redirected: exit %d, followed %v\n%s", code, elsewhere, stdout)
+	}
 	for _, args := range [][]string{
 		{"sign", "--scheme", "gitlab", "--secret-env", "HOOK_SECRET", "--data", "{}"},
 		{"sign", "--scheme", "github", "--secret-env", "UNSET_SECRET_VAR", "--data", "{}"},
