@@ -1,0 +1,143 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// replayWindow is how long a delivery is remembered: as long as its
+// signature could still be accepted (Tolerance either way), and a minute
+// more for clocks.
+const replayWindow = 2*Tolerance + time.Minute
+
+// maxReplayEntries bounds the cache: a sender that signs this many
+// deliveries inside the window is refused until they age out.
+const maxReplayEntries = 100_000
+
+// ErrReplay is a delivery seen before inside the window.
+var ErrReplay = errors.New("this delivery was seen before")
+
+// Replays remembers the deliveries a server accepted, for as long as
+// they could be replayed, in a file of the server's state directory, so
+// that a restart does not forget them. Keys are what the sender signed:
+// a Standard Webhooks message ID, or the signature itself where the
+// scheme signs no ID (GitHub, Slack).
+type Replays struct {
+	mu   sync.Mutex
+	seen map[string]replayEntry
+	file *os.File
+	now  func() time.Time
+}
+
+type replayEntry struct {
+	expires time.Time
+	deploy  string // the deploy the delivery queued, for the 409's body
+}
+
+// OpenReplays opens (or creates) the cache in dir and forgets what has
+// expired.
+func OpenReplays(dir string, now func() time.Time) (*Replays, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
+	path := filepath.Join(dir, "replays")
+	r := &Replays{seen: map[string]replayEntry{}, now: now}
+	if data, err := os.ReadFile(path); err == nil {
+		r.load(data)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
+	// Rewritten without what expired, then appended to.
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for key, e := range r.seen {
+		writeEntry(w, key, e)
+	}
+	if err := errors.Join(w.Flush(), f.Sync(), f.Close(), os.Rename(tmp, path)); err != nil {
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
+	if r.file, err = os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
+	return r, nil
+}
+
+// load reads "EXPIRES_UNIX KEY DEPLOY" lines, skipping expired and
+// malformed ones (a line cut short by a crash).
+func (r *Replays) load(data []byte) {
+	now := r.now()
+	for line := range bytes.Lines(data) {
+		f := strings.Fields(string(line))
+		if len(f) != 3 {
+			continue
+		}
+		sec, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || !time.Unix(sec, 0).After(now) || len(r.seen) >= maxReplayEntries {
+			continue
+		}
+		r.seen[f[1]] = replayEntry{expires: time.Unix(sec, 0), deploy: f[2]}
+	}
+}
+
+func writeEntry(w io.Writer, key string, e replayEntry) {
+	fmt.Fprintf(w, "%d %s %s\n", e.expires.Unix(), key, e.deploy)
+}
+
+// Add records key as the delivery that queued deploy. A key seen before
+// and not yet expired gives ErrReplay and the deploy it queued then; a
+// full cache gives an error, and nothing is recorded.
+func (r *Replays) Add(key, deploy string) (string, error) {
+	if key == "" || deploy == "" || strings.ContainsAny(deploy, " \t\r\n") {
+		return "", errors.New("replay cache: a key and a deploy ID, one word")
+	}
+	// Hashed: what the sender chose is kept at a fixed size, one word.
+	sum := sha256.Sum256([]byte(key))
+	key = hex.EncodeToString(sum[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if e, ok := r.seen[key]; ok && e.expires.After(now) {
+		return e.deploy, ErrReplay
+	}
+	if len(r.seen) >= maxReplayEntries {
+		for k, e := range r.seen {
+			if !e.expires.After(now) {
+				delete(r.seen, k)
+			}
+		}
+		if len(r.seen) >= maxReplayEntries {
+			return "", errors.New("replay cache full: too many deliveries inside the window")
+		}
+	}
+	e := replayEntry{expires: now.Add(replayWindow), deploy: deploy}
+	var b bytes.Buffer
+	writeEntry(&b, key, e)
+	// On disk first: a delivery the server answers must be remembered
+	// after a crash.
+	if _, err := r.file.Write(b.Bytes()); err != nil {
+		return "", fmt.Errorf("replay cache: %w", err)
+	}
+	if err := r.file.Sync(); err != nil {
+		return "", fmt.Errorf("replay cache: %w", err)
+	}
+	r.seen[key] = e
+	return deploy, nil
+}
+
+// Close closes the cache's file.
+func (r *Replays) Close() error { return r.file.Close() }
