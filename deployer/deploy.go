@@ -145,7 +145,11 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 	}
 	res.Previous = live
 	// The drift a rotation is about to fix is checked once it has run.
-	if err := c.run(rep, t.facts(ctx, live, rot == nil)); err != nil {
+	var liveRel *Release
+	if rot == nil {
+		liveRel = t.liveRecord(ctx, live)
+	}
+	if err := c.run(rep, t.facts(ctx, liveRel, rot == nil)); err != nil {
 		return err
 	}
 	if rot != nil {
@@ -188,10 +192,11 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 			return err
 		}
 	}
+	// Read again: another deploy may have gone live, or a rotation
+	// recorded a new password, while this one built.
+	prevRel := t.liveRecord(ctx, prev)
 	if rot == nil {
-		// Another deploy may have gone live, or a rotation recorded a new
-		// password, while this one built.
-		if err := t.recheckDrift(ctx, c, rep, prev); err != nil {
+		if err := t.recheckDrift(ctx, c, rep, prevRel); err != nil {
 			return err
 		}
 	}
@@ -202,10 +207,8 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 		Actor: p.Actor, RunURL: p.RunURL, Deployment: p.Deployment, Status: StatusPending}
 	rep.Printf("release %s", rel.ID)
 	res.Release, res.Previous, res.Deployment = rel.ID, prev, p.Deployment
-	if prev != "" {
-		if old, err := t.readRelease(ctx, prev); err == nil {
-			res.PreviousDeployment = old.Deployment
-		}
+	if prevRel != nil {
+		res.PreviousDeployment = prevRel.Deployment
 	}
 	defer func() { res.Status = rel.Status }()
 
@@ -219,7 +222,8 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 		if err := rot.apply(ctx, t); err != nil {
 			return err
 		}
-		if err := t.recheckDrift(ctx, c, rep, prev); err != nil {
+		prevRel = t.liveRecord(ctx, prev) // the rotation recorded the new password in it
+		if err := t.recheckDrift(ctx, c, rep, prevRel); err != nil {
 			return err
 		}
 	}
@@ -234,7 +238,7 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 
 	if p.Migrate != "" {
 		done = rep.Step("migrate (" + p.Migrate + ")")
-		if ran := t.migratedBy(ctx, prev, rel); ran != "" {
+		if ran := migratedBy(prevRel, rel); ran != "" {
 			rep.Printf("%s is unchanged since release %s, where it succeeded: not run again", p.Migrate, ran)
 			res.Migration = "skipped"
 			done(nil)

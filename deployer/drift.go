@@ -35,20 +35,15 @@ func secretHashes(p *types.Project) map[string]SecretHash {
 	return out
 }
 
-// drift compares the init-only secrets with the ones the live release was
-// deployed with: the facts for rule rabbitmq-password-drift. Nil when
-// nothing differs.
-func (t *target) drift(ctx context.Context, live string) *checks.HostFacts {
-	if live == "" {
+// drift compares the init-only secrets with the ones the live release
+// (nil: none) was deployed with: the facts for rule
+// rabbitmq-password-drift. Nil when nothing differs.
+func (t *target) drift(ctx context.Context, rel *Release) *checks.HostFacts {
+	if rel == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
 	defer cancel()
-	rel, err := t.readRelease(ctx, live)
-	if err != nil {
-		t.rep.Warnf("cannot compare secrets with the live release: %v", err)
-		return nil
-	}
 	facts := &checks.HostFacts{}
 	p := t.plan.Project.Compose
 	for _, name := range p.ServiceNames() {
@@ -66,6 +61,20 @@ func (t *target) drift(ctx context.Context, live string) *checks.HostFacts {
 		return nil
 	}
 	return facts
+}
+
+// liveRecord is the live release's record, nil when none is live or it
+// cannot be read (then the secrets cannot be compared, which is said).
+func (t *target) liveRecord(ctx context.Context, live string) *Release {
+	if live == "" {
+		return nil
+	}
+	rel, err := t.readRelease(ctx, live)
+	if err != nil {
+		t.rep.Warnf("cannot compare secrets with the live release: %v", err)
+		return nil
+	}
+	return rel
 }
 
 // dataVolume returns the named volume of a service that exists on the

@@ -263,19 +263,8 @@ func (s *stack) statuses() string {
 }
 
 func (s *stack) down() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "compose", "-p", s.name, "down", "-v", "--remove-orphans", "-t", "1").CombinedOutput()
-	if err != nil {
-		s.t.Logf("docker compose down: %v: %s", err, out)
-	}
-	// A migration cancelled mid-run may leave its one-off container
-	// running (down does not take it): remove the project's by label.
-	_ = exec.CommandContext(ctx, "sh", "-c", `docker ps -aq --filter "label=com.docker.compose.project=$0" | xargs -r docker rm -f`, s.name).Run()
-	// By name, never by ID: other tests' tags may share an image ID.
-	imgs, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+s.name+"-*").Output()
-	if refs := strings.Fields(string(imgs)); len(refs) > 0 {
-		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm"}, refs...)...).Run()
+	if err := composetest.RemoveProject(s.name); err != nil {
+		s.t.Log(err)
 	}
 }
 

@@ -41,21 +41,19 @@ func (t *target) images(ctx context.Context, rel *Release) (map[string]Image, er
 	rel.Images = map[string]string{}
 	out := map[string]Image{}
 	for _, svc := range p.ServiceNames() {
-		id, ok := t.built[svc]
-		if !ok {
-			img, err := ensureImage(ctx, t.docker, p.Services[svc].Image, t.rep)
-			if err != nil {
-				return nil, fmt.Errorf("service %s: %w", svc, err)
-			}
-			id = img.ID
+		var img image.InspectResponse
+		var err error
+		if id, ok := t.built[svc]; ok {
+			img, err = t.docker.ImageInspect(ctx, id)
+		} else {
+			img, err = ensureImage(ctx, t.docker, p.Services[svc].Image, t.rep)
 		}
-		ref := fmt.Sprintf("%s-%s:%s", t.plan.Name, strings.ToLower(svc), strings.TrimPrefix(id, "sha256:")[:12])
-		if err := t.docker.ImageTag(ctx, id, ref); err != nil {
-			return nil, fmt.Errorf("service %s: tag %s: %w", svc, ref, err)
-		}
-		img, err := t.docker.ImageInspect(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", svc, err)
+		}
+		ref := fmt.Sprintf("%s-%s:%s", t.plan.Name, strings.ToLower(svc), strings.TrimPrefix(img.ID, "sha256:")[:12])
+		if err := t.docker.ImageTag(ctx, img.ID, ref); err != nil {
+			return nil, fmt.Errorf("service %s: tag %s: %w", svc, ref, err)
 		}
 		rel.Images[svc] = ref
 		out[svc] = Image{Ref: ref, ID: img.ID, Size: img.Size}
@@ -106,11 +104,10 @@ func (t *target) removeStaleBuildTags(ctx context.Context) {
 		for _, img := range list {
 			for _, ref := range img.RepoTags {
 				_, tag, _ := strings.Cut(ref, ":build-")
-				const layout = "20060102-150405.000" // newReleaseID's
-				if len(tag) < len(layout) {
+				if len(tag) < len(releaseIDTime) {
 					continue
 				}
-				if at, err := time.Parse(layout, tag[:len(layout)]); err == nil && at.Before(stale) {
+				if at, err := time.Parse(releaseIDTime, tag[:len(releaseIDTime)]); err == nil && at.Before(stale) {
 					_, _ = t.docker.ImageRemove(ctx, ref, image.RemoveOptions{})
 				}
 			}

@@ -39,17 +39,14 @@ func (t *target) migrate(ctx context.Context, rel *Release) error {
 	return nil
 }
 
-// migratedBy returns the live release when it ran the very same migration
-// (same pinned image, command and environment), "" otherwise.
-func (t *target) migratedBy(ctx context.Context, live string, rel *Release) string {
-	if live == "" || rel.Migration == "" {
+// migratedBy returns the live release (nil: none) when it ran the very
+// same migration (same pinned image, command and environment), ""
+// otherwise.
+func migratedBy(live, rel *Release) string {
+	if live == nil || rel.Migration == "" || live.Migration != rel.Migration {
 		return ""
 	}
-	old, err := t.readRelease(ctx, live)
-	if err != nil || old.Migration != rel.Migration {
-		return ""
-	}
-	return live
+	return live.ID
 }
 
 // migrationID identifies the migration service as it will run.

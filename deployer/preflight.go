@@ -58,7 +58,7 @@ func (c *checker) run(rep Reporter, opts checks.Options) error {
 // facts are the check options with what is known of the host: its memory
 // (unless the operator gave one), whether it builds the images, and, with
 // drift, the init-only secrets that differ from the live release's.
-func (t *target) facts(ctx context.Context, live string, drift bool) checks.Options {
+func (t *target) facts(ctx context.Context, live *Release, drift bool) checks.Options {
 	opts := t.plan.Checks
 	if opts.HostMemory == 0 {
 		opts.HostMemory = t.memory // over x-deployer's host-memory, a guess for `check`
@@ -75,12 +75,10 @@ func (t *target) facts(ctx context.Context, live string, drift bool) checks.Opti
 
 // recheckDrift compares the secrets with the live release's again, under
 // the lock: the checks run again only when one differs.
-func (t *target) recheckDrift(ctx context.Context, c *checker, rep Reporter, live string) error {
-	facts := t.drift(ctx, live)
-	if facts == nil {
+func (t *target) recheckDrift(ctx context.Context, c *checker, rep Reporter, live *Release) error {
+	opts := t.facts(ctx, live, true)
+	if len(opts.Host.ChangedSecrets) == 0 {
 		return nil
 	}
-	opts := t.facts(ctx, live, false)
-	opts.Host = facts
 	return c.run(rep, opts)
 }

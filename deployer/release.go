@@ -93,13 +93,16 @@ func hashWith(salt []byte, value string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// releaseIDTime is how a release ID (and a build tag) begins.
+const releaseIDTime = "20060102-150405.000"
+
 // newReleaseID sorts by time, to the millisecond:
 // 20261125-201502.318-3f2a9c1-7c1e with the commit, 20261125-201502.318-7c1e
 // without.
 //
 // The random part keeps two deploys of one commit in the same second apart.
 func newReleaseID(now time.Time, commit string) string {
-	id := now.UTC().Format("20060102-150405.000")
+	id := now.UTC().Format(releaseIDTime)
 	if len(commit) >= 7 {
 		id += "-" + commit[:7]
 	}

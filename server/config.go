@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"regexp"
@@ -207,7 +208,7 @@ func (c *Config) check(ctx context.Context) error {
 	if len(c.Projects) == 0 {
 		return errors.New("projects: none: name at least one, with its compose-files")
 	}
-	for _, name := range sortedKeys(c.Projects) {
+	for _, name := range slices.Sorted(maps.Keys(c.Projects)) {
 		if !projectName.MatchString(name) {
 			return fmt.Errorf("line %d: project %q: use lower-case letters, digits, - and _", c.Projects[name].line, name)
 		}
@@ -329,13 +330,4 @@ var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n > 0 && n < 65536
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/semalink/deploy-action/deployer/compose/composetest"
 	"github.com/semalink/deploy-action/deployer/remote/remotetest"
@@ -90,7 +90,7 @@ func TestActionAgainstAHost(t *testing.T) {
 		// The secrets may only be in the mask commands.
 		masked := regexp.MustCompile(`(?m)^::add-mask::.*$`).ReplaceAllString(r.output(), "")
 		for _, s := range []string{secret, token, strings.Split(strings.TrimSpace(string(key)), "\n")[1]} {
-			if strings.Contains(masked, s) || strings.Contains(a.summary, s) || strings.Contains(strings.Join(mapValues(a.outputs), "\n"), s) {
+			if strings.Contains(masked, s) || strings.Contains(a.summary, s) || strings.Contains(strings.Join(slices.Collect(maps.Values(a.outputs)), "\n"), s) {
 				t.Errorf("a secret (%.8s…) reached the log, the outputs or the summary", s)
 			}
 		}
@@ -204,7 +204,7 @@ func stackDir(t *testing.T) (dir, name string) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	name = composetest.ProjectName(t)
-	t.Cleanup(func() { composeDown(name) })
+	t.Cleanup(func() { _ = composetest.RemoveProject(name) })
 	return dir, name
 }
 
@@ -226,25 +226,6 @@ func TestActionLocal(t *testing.T) {
 	out := readOutputs(t, outputs)
 	if r.code != exitOK || out["status"] != "live" || !fileExists(filepath.Join(root, name, "current")) {
 		t.Errorf("local deploy: exit %d, outputs %v\n%s", r.code, out, r.output())
-	}
-}
-
-func mapValues(m map[string]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
-}
-
-// composeDown removes what a test deployed under project name.
-func composeDown(name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_ = exec.CommandContext(ctx, "docker", "compose", "-p", name, "down", "-v", "--remove-orphans", "-t", "1").Run()
-	imgs, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+name+"-*").Output()
-	if refs := strings.Fields(string(imgs)); len(refs) > 0 {
-		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm"}, refs...)...).Run()
 	}
 }
 

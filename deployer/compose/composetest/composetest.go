@@ -165,3 +165,22 @@ func randomID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// RemoveProject removes what a test deployed under project name: its containers
+// (one-off ones too, which down leaves when a cancelled run left them
+// running), volumes and network, and the images tagged name-*, by name
+// (other tests' tags may share an image ID). It returns down's error.
+func RemoveProject(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "compose", "-p", name, "down", "-v", "--remove-orphans", "-t", "1").CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("docker compose down: %w: %s", err, out)
+	}
+	_ = exec.CommandContext(ctx, "sh", "-c", `docker ps -aq --filter "label=com.docker.compose.project=$0" | xargs -r docker rm -f`, name).Run()
+	imgs, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+name+"-*").Output()
+	if refs := strings.Fields(string(imgs)); len(refs) > 0 {
+		_ = exec.CommandContext(ctx, "docker", append([]string{"image", "rm"}, refs...)...).Run()
+	}
+	return err
+}
