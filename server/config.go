@@ -10,12 +10,14 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/semalink/deploy-action/checks/project"
+	"github.com/semalink/deploy-action/deployer"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -31,9 +33,21 @@ const (
 
 // Config is the server's configuration file (docs/server.md).
 type Config struct {
-	Listen   string             `yaml:"listen"` // host:port; default 127.0.0.1:9000
-	TLS      *TLS               `yaml:"tls"`
-	State    string             `yaml:"state"` // default /var/lib/deployer/server
+	Listen string `yaml:"listen"` // host:port; default 127.0.0.1:9000
+	TLS    *TLS   `yaml:"tls"`
+	State  string `yaml:"state"` // default /var/lib/deployer/server
+	// Root is the deployer's directory on this host, as every other
+	// front door's --root: default /srv/deployer.
+	Root string `yaml:"root"`
+	// Proxies are the addresses of reverse proxies in front of the
+	// server (the stack's Caddy): their X-Forwarded-For names the client,
+	// for the rate limit and the audit log.
+	Proxies []string `yaml:"proxies"`
+	// Readers are the networks that may read GET /deploys, their logs
+	// and /metrics: default loopback only.
+	Readers []string `yaml:"readers"`
+
+	readers  []*net.IPNet
 	Projects map[string]Project `yaml:"projects"`
 	Hooks    Hooks              `yaml:"hooks"`
 }
@@ -93,6 +107,12 @@ type GitHubHook struct {
 	Repositories []string `yaml:"repositories"`
 	Branches     []string `yaml:"branches"`
 	Project      string   `yaml:"project"`
+	// APIURL is where Deployment statuses go: default GitHub's API, or
+	// an Enterprise server's https://HOST/api/v3.
+	APIURL string `yaml:"api-url"`
+	// Environments are the Deployment environments this server deploys;
+	// deployment events for others are ignored. Empty: every one.
+	Environments []string `yaml:"environments"`
 }
 
 // SlackHook is POST /hooks/slack.
@@ -101,6 +121,9 @@ type SlackHook struct {
 	Teams    []string `yaml:"teams"`
 	Channels []string `yaml:"channels"`
 	Users    []string `yaml:"users"`
+	// ResponseURLs are the prefixes a response_url may start with; the
+	// server posts results nowhere else. Default: https://hooks.slack.com/.
+	ResponseURLs []string `yaml:"response-urls"`
 }
 
 // StandardHook is POST /hooks/standard.
@@ -205,6 +228,30 @@ func (c *Config) check(ctx context.Context) error {
 	if c.State == "" {
 		c.State = "/var/lib/deployer/server"
 	}
+	if !filepath.IsAbs(c.State) {
+		return fmt.Errorf("state %q: give an absolute path", c.State)
+	}
+	if c.Root == "" {
+		c.Root = deployer.DefaultRoot
+	}
+	if !filepath.IsAbs(c.Root) {
+		return fmt.Errorf("root %q: give an absolute path", c.Root)
+	}
+	for _, p := range c.Proxies {
+		if net.ParseIP(p) == nil {
+			return fmt.Errorf("proxies: %q is not an IP address", p)
+		}
+	}
+	if len(c.Readers) == 0 {
+		c.Readers = []string{"127.0.0.0/8", "::1/128"}
+	}
+	for _, r := range c.Readers {
+		_, n, err := net.ParseCIDR(r)
+		if err != nil {
+			return fmt.Errorf("readers: %q is not a network: give e.g. 127.0.0.0/8 or 10.0.0.5/32", r)
+		}
+		c.readers = append(c.readers, n)
+	}
 	if len(c.Projects) == 0 {
 		return errors.New("projects: none: name at least one, with its compose-files")
 	}
@@ -212,9 +259,11 @@ func (c *Config) check(ctx context.Context) error {
 		if !projectName.MatchString(name) {
 			return fmt.Errorf("line %d: project %q: use lower-case letters, digits, - and _", c.Projects[name].line, name)
 		}
-		if err := c.Projects[name].load(ctx, name); err != nil {
+		p := c.Projects[name]
+		if err := p.load(ctx, name); err != nil {
 			return err
 		}
+		c.Projects[name] = p
 	}
 	h := c.Hooks
 	if h.GitHub == nil && h.Slack == nil && h.Standard == nil {
@@ -230,6 +279,9 @@ func (c *Config) check(ctx context.Context) error {
 		if len(g.Repositories) == 0 {
 			return errors.New("hooks.github.repositories: name the repositories (OWNER/NAME) whose events may deploy")
 		}
+		if c.Projects[g.Project].Source == nil {
+			return fmt.Errorf("hooks.github.project %s has no source: GitHub's events deploy a commit, which needs source.git and source.dir", g.Project)
+		}
 	}
 	if s := h.Slack; s != nil {
 		if err := readSecrets("slack", s.Secrets, false); err != nil {
@@ -237,6 +289,14 @@ func (c *Config) check(ctx context.Context) error {
 		}
 		if len(s.Teams) == 0 {
 			return errors.New("hooks.slack.teams: name the Slack teams (T…) whose commands may deploy")
+		}
+		if len(s.ResponseURLs) == 0 {
+			s.ResponseURLs = []string{"https://hooks.slack.com/"}
+		}
+		for _, u := range s.ResponseURLs {
+			if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") || strings.Count(u, "/") < 3 {
+				return fmt.Errorf("hooks.slack.response-urls: %q: give a prefix with a scheme, host and path, e.g. https://hooks.slack.com/", u)
+			}
 		}
 	}
 	if s := h.Standard; s != nil {
@@ -261,18 +321,62 @@ func (c *Config) check(ctx context.Context) error {
 }
 
 // load checks that a project's Compose files load as a deploy would load
-// them.
-func (p Project) load(ctx context.Context, name string) error {
+// them. With a source, relative compose-files and env-files are in its
+// work tree, where a deploy checks the ref out.
+func (p *Project) load(ctx context.Context, name string) error {
 	if len(p.ComposeFiles) == 0 {
 		return fmt.Errorf("line %d: project %s: no compose-files", p.line, name)
 	}
-	if _, err := project.Load(ctx, project.Options{Files: p.ComposeFiles, EnvFiles: p.EnvFiles}); err != nil {
+	if s := p.Source; s != nil {
+		if s.Git == "" || !filepath.IsAbs(s.Dir) {
+			return fmt.Errorf("line %d: project %s: source needs git (a URL) and dir (an absolute path)", p.line, name)
+		}
+		if strings.HasPrefix(s.Git, "-") || (s.Branch != "" && !validRef(s.Branch)) {
+			return fmt.Errorf("line %d: project %s: source: git must be a URL or path, branch a branch name", p.line, name)
+		}
+		if !workTree(s.Dir) {
+			return fmt.Errorf("line %d: project %s: source.dir %s is not a git work tree: clone it once, as the server's user: git clone %s %s", p.line, name, s.Dir, s.Git, s.Dir)
+		}
+		for _, files := range []*[]string{&p.ComposeFiles, &p.EnvFiles} {
+			for i, f := range *files {
+				if !filepath.IsAbs(f) {
+					(*files)[i] = filepath.Join(s.Dir, f)
+				}
+			}
+		}
+	}
+	for _, f := range slices.Concat(p.ComposeFiles, p.EnvFiles) {
+		if !filepath.IsAbs(f) {
+			return fmt.Errorf("line %d: project %s: %s: give an absolute path (or one in source.dir, with a source)", p.line, name, f)
+		}
+	}
+	if _, err := project.Load(ctx, project.Options{Files: p.ComposeFiles, EnvFiles: p.EnvFiles, Env: []string{}}); err != nil {
 		return fmt.Errorf("line %d: project %s: %w", p.line, name, err)
 	}
-	if s := p.Source; s != nil && (s.Git == "" || s.Dir == "") {
-		return fmt.Errorf("line %d: project %s: source needs git and dir", p.line, name)
-	}
 	return nil
+}
+
+// secrets are every hook's secrets.
+func (c *Config) secrets() []Secret {
+	var all []Secret
+	if g := c.Hooks.GitHub; g != nil {
+		all = append(all, g.Secrets...)
+	}
+	if s := c.Hooks.Slack; s != nil {
+		all = append(all, s.Secrets...)
+	}
+	if s := c.Hooks.Standard; s != nil {
+		all = append(all, s.Secrets...)
+	}
+	return all
+}
+
+func values(secrets []Secret) [][]byte {
+	out := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		out[i] = s.value
+	}
+	return out
 }
 
 // readSecrets reads a hook's secrets, refusing any that is written into

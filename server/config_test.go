@@ -18,8 +18,10 @@ func writeConfig(t *testing.T, hooks string) string {
 		}
 	}
 	must(os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  api:\n    image: registry.example/api:1\n"), 0o644))
+	must(os.Mkdir(filepath.Join(dir, ".git"), 0o700)) // the source's work tree, as far as the configuration looks
 	must(os.WriteFile(filepath.Join(dir, "slack-secret"), []byte("a-slack-signing-secret-0123456789\n"), 0o600))
 	cfg := "listen: 127.0.0.1:9000\nstate: " + filepath.Join(dir, "state") + "\nprojects:\n  demo:\n    compose-files: [" + filepath.Join(dir, "compose.yaml") + "]\n    migrate: migrate\n" +
+		"    source: {git: " + filepath.Join(dir, "app.git") + ", dir: " + dir + "}\n" +
 		"hooks:\n" + strings.ReplaceAll(hooks, "DIR", dir)
 	path := filepath.Join(dir, "server.yaml")
 	must(os.WriteFile(path, []byte(cfg), 0o600))
@@ -42,17 +44,17 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range []struct{ hooks, want string }{
 		{"  github: {secrets: [a-literal-secret-in-the-file], repositories: [semalink/app], project: demo}\n",
-			"line 8: hooks.github: a secret is env:NAME or file:PATH, never the secret itself"},
-		{"  github: {secrets: [env:UNSET_SECRET_X], repositories: [semalink/app], project: demo}\n", "line 8: hooks.github secret env:UNSET_SECRET_X: the variable is not set"},
-		{"  github: {secrets: [env:SHORT_SECRET], repositories: [semalink/app], project: demo}\n", "line 8: hooks.github secret env:SHORT_SECRET: 5 bytes, fewer than 16"},
+			"line 9: hooks.github: a secret is env:NAME or file:PATH, never the secret itself"},
+		{"  github: {secrets: [env:UNSET_SECRET_X], repositories: [semalink/app], project: demo}\n", "line 9: hooks.github secret env:UNSET_SECRET_X: the variable is not set"},
+		{"  github: {secrets: [env:SHORT_SECRET], repositories: [semalink/app], project: demo}\n", "line 9: hooks.github secret env:SHORT_SECRET: 5 bytes, fewer than 16"},
 		{"  slack: {secrets: [file:DIR/none], teams: [T1]}\n", "hooks.slack secret file:"},
 		{"  standard: {secrets: [env:GITHUB_WEBHOOK_SECRET], projects: [demo]}\n", "a Standard Webhooks secret starts with whsec_"},
 		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], projects: [other]}\n", `hooks.standard.projects: "other" is not one of the projects`},
 		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET], projects: [demo], actions: [destroy]}\n", `hooks.standard.actions: "destroy" is not an action`},
 		{"  standard: {secrets: [env:DEPLOY_HOOK_SECRET]}\n", "hooks.standard: name the projects and the actions"},
 		{"  github: {secrets: mYsEcReTvAlUe0123456789, repositories: [semalink/app], project: demo}\n", "secrets: give a list of env:NAME or file:PATH"},
-		{"  github: {secrets: [env:GITHUB_WEBHOOK_SECRET], repositories: [semalink/app], project: demo, branch: main}\n", "line 8: field branch not found"},
-		{"  gitlab: {}\n", "line 8: field gitlab not found"},
+		{"  github: {secrets: [env:GITHUB_WEBHOOK_SECRET], repositories: [semalink/app], project: demo, branch: main}\n", "line 9: field branch not found"},
+		{"  gitlab: {}\n", "line 9: field gitlab not found"},
 	} {
 		_, err := LoadConfig(t.Context(), writeConfig(t, tc.hooks))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/semalink/deploy-action/server"
 	"github.com/spf13/cobra"
@@ -13,39 +14,58 @@ func newServeCommand() *cobra.Command {
 	var (
 		config string
 		check  bool
+		drain  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--check-config]",
-		Short: "The webhook server on the droplet (in progress: --check-config validates its configuration)",
-		Long: `serve will run the webhook server that turns signed requests from GitHub,
-Slack and Standard Webhooks senders into deploys (docs/server.md). It is
-being built: today --check-config reads the configuration, its secrets and
-its projects' Compose files, and says what is wrong, with the line.`,
+		Short: "The webhook server on the droplet: signed GitHub, Slack and Standard Webhooks requests become deploys",
+		Long: `serve runs the webhook server that turns signed requests from GitHub,
+Slack and Standard Webhooks senders into deploys on this machine's Docker
+Engine, through the same pipeline and deploy lock as deployer deploy
+--local (docs/server.md). One deploy per project runs at a time; of the
+requests that wait, the newest runs and the others end as superseded.
+
+On SIGTERM it stops accepting requests, lets a running deploy finish (up
+to --drain, then stops it, which rolls it back) and keeps waiting requests
+on disk for the next start.
+
+--check-config reads the configuration, its secrets and its projects'
+Compose files, says what is wrong, with the line, and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !check {
-				return &exitError{code: exitConfig, err: errors.New("deployer serve does not serve requests yet: only --check-config is built (docs/server.md)")}
-			}
 			c, err := server.LoadConfig(cmd.Context(), config)
 			if err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
-			var hooks []string
-			if c.Hooks.GitHub != nil {
-				hooks = append(hooks, "github")
+			if check {
+				var hooks []string
+				if c.Hooks.GitHub != nil {
+					hooks = append(hooks, "github")
+				}
+				if c.Hooks.Slack != nil {
+					hooks = append(hooks, "slack")
+				}
+				if c.Hooks.Standard != nil {
+					hooks = append(hooks, "standard")
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK: listen %s, %d project(s), hooks %s\n",
+					config, c.Listen, len(c.Projects), strings.Join(hooks, ", "))
+				return err
 			}
-			if c.Hooks.Slack != nil {
-				hooks = append(hooks, "slack")
+			s, err := server.New(c, server.Options{})
+			if err != nil {
+				return &exitError{code: exitConfig, err: err}
 			}
-			if c.Hooks.Standard != nil {
-				hooks = append(hooks, "standard")
+			ln, err := net.Listen("tcp", c.Listen)
+			if err != nil {
+				s.Close(cmd.Context())
+				return &exitError{code: exitConfig, err: fmt.Errorf("listen %s: %w", c.Listen, err)}
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK: listen %s, %d project(s), hooks %s\n",
-				config, c.Listen, len(c.Projects), strings.Join(hooks, ", "))
-			return err
+			return s.Serve(cmd.Context(), ln, drain)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", server.DefaultConfig, "the server's configuration file")
 	cmd.Flags().BoolVar(&check, "check-config", false, "check the configuration and exit")
+	cmd.Flags().DurationVar(&drain, "drain", 10*time.Minute, "on SIGTERM, how long a running deploy may go on before it is stopped (and rolled back)")
 	return cmd
 }

@@ -1,0 +1,252 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/semalink/deploy-action/checks/project"
+	"github.com/semalink/deploy-action/deployer"
+)
+
+// gitTimeout bounds each git command of a deploy of a ref.
+const gitTimeout = 10 * time.Minute
+
+// gitRef is what a request may name as a ref: a branch, tag or commit,
+// never an option or a refspec.
+var gitRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
+
+func validRef(ref string) bool {
+	return gitRef.MatchString(ref) && !strings.Contains(ref, "..") && !strings.HasSuffix(ref, ".lock") && !strings.HasSuffix(ref, "/")
+}
+
+// pipeline runs deploys with package deployer against this machine's
+// Engine: every front door's pipeline, lock and releases.
+type pipeline struct {
+	cfg *Config
+	env []string // for git: the server's environment without its secrets
+}
+
+func newPipeline(cfg *Config) *pipeline {
+	hidden := map[string]bool{"GITHUB_TOKEN": true}
+	for _, s := range cfg.secrets() {
+		if name, ok := strings.CutPrefix(s.Ref, "env:"); ok {
+			hidden[name] = true
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !hidden[k] {
+			env = append(env, kv)
+		}
+	}
+	return &pipeline{cfg: cfg, env: append(env, "GIT_TERMINAL_PROMPT=0")}
+}
+
+// Run is the queue's Runner.
+func (p *pipeline) Run(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
+	proj := p.cfg.Projects[d.Project]
+	rep := &deployer.TextReporter{W: log}
+	fmt.Fprintf(log, "%s of %s, asked through %s by %s\n", d.Action, d.Project, d.Hook, orUnknown(d.Sender))
+	switch d.Action {
+	case "rollback":
+		plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: d.Project, Local: true, Root: p.cfg.Root, Trigger: "webhook", Actor: d.Sender})
+		if err != nil {
+			return "", err
+		}
+		results, err := deployer.Rollback(ctx, plan, d.Release, rep)
+		return lastRelease(results), err
+	case "redeploy":
+		o := p.options(proj, d)
+		o.Redeploy = true
+		return p.deploy(ctx, o, rep)
+	case "deploy":
+		if proj.Source == nil {
+			return "", errors.New("project " + d.Project + " has no source: give it source.git and source.dir to deploy a ref")
+		}
+		commit, err := p.checkout(ctx, proj.Source, d, log)
+		if err != nil {
+			return "", err
+		}
+		d.Commit = commit
+		o := p.options(proj, d)
+		o.Commit = commit
+		return p.deploy(ctx, o, rep)
+	}
+	return "", fmt.Errorf("unknown action %q", d.Action)
+}
+
+func (p *pipeline) deploy(ctx context.Context, o deployer.Options, rep deployer.Reporter) (string, error) {
+	plan, err := deployer.NewPlan(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	results, err := deployer.Run(ctx, plan, rep)
+	if err != nil {
+		err = errors.New(deployer.Redact(err.Error(), plan.Secrets))
+	}
+	return lastRelease(results), err
+}
+
+// options are a project's deploy settings: the server's configuration,
+// never the request's. The Compose file interpolates only what its env
+// files set, never the server's environment (which holds its secrets).
+func (p *pipeline) options(proj Project, d *Deploy) deployer.Options {
+	return deployer.Options{
+		Load:    project.Options{Files: proj.ComposeFiles, EnvFiles: proj.EnvFiles, Env: []string{}},
+		Name:    d.Project,
+		Local:   true,
+		Root:    p.cfg.Root,
+		Migrate: proj.Migrate,
+		Trigger: "webhook", Actor: d.Sender, Deployment: d.Deployment,
+		Commit: d.Commit,
+	}
+}
+
+func lastRelease(results []deployer.Result) string {
+	if len(results) == 0 {
+		return ""
+	}
+	return results[len(results)-1].Release
+}
+
+// checkout fetches the deploy's ref into the source's work tree and checks
+// it out; it returns the commit. For an automatic event (d.Forward), a
+// commit that the live release's commit already contains is refused.
+func (p *pipeline) checkout(ctx context.Context, src *Source, d *Deploy, log io.Writer) (string, error) {
+	ref := d.Ref
+	if ref == "" {
+		ref = src.branch()
+	}
+	if !validRef(ref) {
+		return "", fmt.Errorf("ref %q: give a branch, tag or commit", ref)
+	}
+	git := func(args ...string) (string, error) { return p.git(ctx, src.Dir, log, args...) }
+	if _, err := git("fetch", "--no-tags", "--", src.Git, ref); err != nil {
+		return "", fmt.Errorf("fetch %s from %s: %w", ref, src.Git, err)
+	}
+	commit, err := git("rev-parse", "--verify", "--end-of-options", "FETCH_HEAD^{commit}")
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", ref, err)
+	}
+	if d.Forward {
+		if err := p.forward(ctx, src, d, commit, log); err != nil {
+			return commit, err
+		}
+	}
+	if _, err := git("checkout", "--quiet", "--force", "--detach", commit); err != nil {
+		return "", fmt.Errorf("check out %s: %w", commit, err)
+	}
+	if _, err := git("clean", "-ffdq"); err != nil {
+		return "", fmt.Errorf("clean the work tree: %w", err)
+	}
+	fmt.Fprintf(log, "checked out %s (%s) in %s\n", commit, ref, src.Dir)
+	return commit, nil
+}
+
+// forward refuses commit when the live release's commit contains it.
+func (p *pipeline) forward(ctx context.Context, src *Source, d *Deploy, commit string, log io.Writer) error {
+	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: d.Project, Local: true, Root: p.cfg.Root})
+	if err != nil {
+		return err
+	}
+	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
+	if err != nil || len(hosts) == 0 || hosts[0].Current == "" {
+		return nil // nothing live yet: any commit goes forward
+	}
+	var live string
+	for _, r := range hosts[0].Releases {
+		if r.ID == hosts[0].Current {
+			live = r.Commit
+		}
+	}
+	if live == "" || !gitRef.MatchString(live) {
+		return nil
+	}
+	// An ancestor of the live commit (or the live commit itself) is
+	// behind: git merge-base exits 0. A live commit this clone does not
+	// have cannot be compared, and is not in the way.
+	if _, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, live); err == nil {
+		return &RefusedError{Reason: fmt.Sprintf("%s is already in the live release %s (commit %s): an automatic event never goes back; ask for a rollback or deploy it explicitly", short(commit), hosts[0].Current, short(live))}
+	}
+	fmt.Fprintf(log, "%s is not in the live commit %s: going forward\n", short(commit), short(live))
+	return nil
+}
+
+func (p *pipeline) git(ctx context.Context, dir string, log io.Writer, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = p.env
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(&errb, log)
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if len(msg) > 500 {
+			msg = msg[len(msg)-500:]
+		}
+		if msg != "" {
+			return "", fmt.Errorf("git %s: %w: %s", args[0], err, msg)
+		}
+		return "", fmt.Errorf("git %s: %w", args[0], err)
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// Status says which release of project is live, and since when.
+func (p *pipeline) Status(ctx context.Context, project string) (string, error) {
+	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: project, Local: true, Root: p.cfg.Root})
+	if err != nil {
+		return "", err
+	}
+	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
+	if err != nil {
+		return "", err
+	}
+	if len(hosts) == 0 || hosts[0].Current == "" {
+		return project + ": nothing is live yet", nil
+	}
+	for _, r := range hosts[0].Releases {
+		if r.ID == hosts[0].Current {
+			return fmt.Sprintf("%s: %s is live (commit %s, by %s, %s)", project, r.ID, cmpOr(short(r.Commit), "unknown"), orUnknown(r.Actor), r.Created.UTC().Format(time.RFC3339)), nil
+		}
+	}
+	return project + ": " + hosts[0].Current + " is live", nil
+}
+
+func (s *Source) branch() string {
+	if s.Branch != "" {
+		return s.Branch
+	}
+	return "main"
+}
+
+// workTree says whether dir is a git work tree.
+func workTree(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, ".git"))
+	return err == nil
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unnamed sender"
+	}
+	return s
+}
