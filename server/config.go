@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer"
+	"github.com/semalink/deploy-action/internal/ghdeploy"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -124,6 +126,10 @@ type SlackHook struct {
 	// ResponseURLs are the prefixes a response_url may start with; the
 	// server posts results nowhere else. Default: https://hooks.slack.com/.
 	ResponseURLs []string `yaml:"response-urls"`
+	// Projects and Actions narrow what commands may ask for; empty:
+	// every project, every action.
+	Projects []string `yaml:"projects"`
+	Actions  []string `yaml:"actions"`
 }
 
 // StandardHook is POST /hooks/standard.
@@ -279,6 +285,11 @@ func (c *Config) check(ctx context.Context) error {
 		if len(g.Repositories) == 0 {
 			return errors.New("hooks.github.repositories: name the repositories (OWNER/NAME) whose events may deploy")
 		}
+		if g.APIURL != "" {
+			if _, err := ghdeploy.New("token", g.APIURL, "owner/repo"); err != nil {
+				return fmt.Errorf("hooks.github.api-url: %w", err)
+			}
+		}
 		if c.Projects[g.Project].Source == nil {
 			return fmt.Errorf("hooks.github.project %s has no source: GitHub's events deploy a commit, which needs source.git and source.dir", g.Project)
 		}
@@ -289,6 +300,9 @@ func (c *Config) check(ctx context.Context) error {
 		}
 		if len(s.Teams) == 0 {
 			return errors.New("hooks.slack.teams: name the Slack teams (T…) whose commands may deploy")
+		}
+		if err := c.known("hooks.slack", s.Projects, s.Actions); err != nil {
+			return err
 		}
 		if len(s.ResponseURLs) == 0 {
 			s.ResponseURLs = []string{"https://hooks.slack.com/"}
@@ -303,18 +317,26 @@ func (c *Config) check(ctx context.Context) error {
 		if err := readSecrets("standard", s.Secrets, true); err != nil {
 			return err
 		}
-		for _, p := range s.Projects {
-			if _, ok := c.Projects[p]; !ok {
-				return fmt.Errorf("hooks.standard.projects: %q is not one of the projects", p)
-			}
+		if err := c.known("hooks.standard", s.Projects, s.Actions); err != nil {
+			return err
 		}
 		if len(s.Projects) == 0 || len(s.Actions) == 0 {
 			return errors.New("hooks.standard: name the projects and the actions its requests may ask for")
 		}
-		for _, a := range s.Actions {
-			if !slices.Contains(Actions, a) {
-				return fmt.Errorf("hooks.standard.actions: %q is not an action: use %s", a, strings.Join(Actions, ", "))
-			}
+	}
+	return nil
+}
+
+// known checks that a hook's projects and actions exist.
+func (c *Config) known(hook string, projects, actions []string) error {
+	for _, p := range projects {
+		if _, ok := c.Projects[p]; !ok {
+			return fmt.Errorf("%s.projects: %q is not one of the projects", hook, p)
+		}
+	}
+	for _, a := range actions {
+		if !slices.Contains(Actions, a) {
+			return fmt.Errorf("%s.actions: %q is not an action: use %s", hook, a, strings.Join(Actions, ", "))
 		}
 	}
 	return nil
@@ -350,8 +372,14 @@ func (p *Project) load(ctx context.Context, name string) error {
 			return fmt.Errorf("line %d: project %s: %s: give an absolute path (or one in source.dir, with a source)", p.line, name, f)
 		}
 	}
-	if _, err := project.Load(ctx, project.Options{Files: p.ComposeFiles, EnvFiles: p.EnvFiles, Env: []string{}}); err != nil {
+	loaded, err := project.Load(ctx, project.Options{Files: p.ComposeFiles, EnvFiles: p.EnvFiles, Env: []string{}})
+	if err != nil {
 		return fmt.Errorf("line %d: project %s: %w", p.line, name, err)
+	}
+	if m := cmp.Or(p.Migrate, loaded.Settings.Migrate); m != "" {
+		if _, ok := loaded.Compose.Services[m]; !ok {
+			return fmt.Errorf("line %d: project %s: migrate service %q is not a service of its Compose files: name one of %v", p.line, name, m, loaded.Compose.ServiceNames())
+		}
 	}
 	return nil
 }

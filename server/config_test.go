@@ -17,7 +17,7 @@ func writeConfig(t *testing.T, hooks string) string {
 			t.Fatal(err)
 		}
 	}
-	must(os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  api:\n    image: registry.example/api:1\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  api:\n    image: registry.example/api:1\n  migrate:\n    image: registry.example/api:1\n"), 0o644))
 	must(os.Mkdir(filepath.Join(dir, ".git"), 0o700)) // the source's work tree, as far as the configuration looks
 	must(os.WriteFile(filepath.Join(dir, "slack-secret"), []byte("a-slack-signing-secret-0123456789\n"), 0o600))
 	cfg := "listen: 127.0.0.1:9000\nstate: " + filepath.Join(dir, "state") + "\nprojects:\n  demo:\n    compose-files: [" + filepath.Join(dir, "compose.yaml") + "]\n    migrate: migrate\n" +

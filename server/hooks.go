@@ -54,6 +54,11 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 				e.Time, e.Verdict, e.Reason = s.now(), v, reason
 				s.audit.Write(e)
 			}
+			if m, ok := body.(map[string]string); ok && sc.name() == SchemeSlack {
+				// Slack shows a command's answer from its text.
+				m["response_type"] = "ephemeral"
+				m["text"] = cmpOr(m["text"], m["error"])
+			}
 			w.Header().Set("Cache-Control", "no-store")
 			if code == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", strconv.Itoa(int(failEvery.Seconds())))
@@ -128,14 +133,19 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 			return
 		}
 		if err := s.queue.Add(dep); err != nil {
+			if ferr := s.replays.Forget(key); ferr != nil {
+				s.log.Error("replay cache", "error", ferr)
+			}
 			fail(http.StatusServiceUnavailable, vBusy, err.Error())
 			return
 		}
 		e.Deploy = dep.ID
 		reply := map[string]string{"id": dep.ID, "status": Queued}
 		if sc.name() == SchemeSlack {
-			reply["response_type"] = "ephemeral"
-			reply["text"] = dep.Action + " of " + dep.Project + " queued as " + dep.ID + "; the result follows here"
+			reply["text"] = dep.Action + " of " + dep.Project + " queued as " + dep.ID
+			if dep.respond != "" {
+				reply["text"] += "; the result follows here"
+			}
 		}
 		answer(http.StatusAccepted, vAccepted, "", reply)
 	}

@@ -68,10 +68,13 @@ func (d *Deploy) done() bool {
 	return d.Status != Queued && d.Status != Running
 }
 
-// Runner runs one deploy, writing its progress to log; it returns the
-// release it made or brought back. An error of type *RefusedError ends
-// the deploy as refused.
-type Runner func(ctx context.Context, d *Deploy, log io.Writer) (release string, err error)
+// Runner runs one deploy (a copy of its record), writing its progress to
+// log. An error of type *RefusedError ends the deploy as refused.
+type Runner func(ctx context.Context, d Deploy, log io.Writer) (Outcome, error)
+
+// Outcome is what a run learned: the release it made or brought back,
+// and the commit a ref named.
+type Outcome struct{ Release, Commit string }
 
 // RefusedError is a deploy that was not run because it would go back.
 type RefusedError struct{ Reason string }
@@ -200,10 +203,13 @@ func (q *queue) next(l *lane) {
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
-		release, err := q.run(q.ctx, d, log)
+		q.mu.Lock()
+		asked := *d
+		q.mu.Unlock()
+		out, err := q.run(q.ctx, asked, log)
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		d.Release = release
+		d.Release, d.Commit = out.Release, cmpOr(out.Commit, d.Commit)
 		var refused *RefusedError
 		switch {
 		case err == nil:
@@ -214,6 +220,14 @@ func (q *queue) next(l *lane) {
 			d.Status, d.Error = Failed, err.Error()
 		}
 		d.Finished = q.now()
+		fmt.Fprintf(log, "\n%s: %s", d.ID, d.Status)
+		if d.Release != "" {
+			fmt.Fprintf(log, ", release %s", d.Release)
+		}
+		if d.Error != "" {
+			fmt.Fprintf(log, ": %s", d.Error)
+		}
+		fmt.Fprintln(log)
 		if err := q.save(d); err != nil {
 			fmt.Fprintf(log, "record the deploy: %v\n", err)
 		}
@@ -222,6 +236,7 @@ func (q *queue) next(l *lane) {
 		l.running = nil
 		q.ended(d)
 		q.next(l)
+		q.pruneLocked()
 	}()
 }
 
@@ -257,6 +272,13 @@ func (q *queue) save(d *Deploy) error {
 func (q *queue) prune() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.pruneLocked()
+}
+
+func (q *queue) pruneLocked() {
+	if len(q.deploys) <= keepRecords {
+		return
+	}
 	list := q.listLocked()
 	n := 0
 	for _, d := range list {

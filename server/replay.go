@@ -87,7 +87,14 @@ func (r *Replays) load(data []byte) {
 			continue
 		}
 		sec, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || !time.Unix(sec, 0).After(now) || len(r.seen) >= maxReplayEntries {
+		if err != nil {
+			continue
+		}
+		if !time.Unix(sec, 0).After(now) {
+			delete(r.seen, f[1]) // expired, or forgotten by a later line
+			continue
+		}
+		if len(r.seen) >= maxReplayEntries {
 			continue
 		}
 		r.seen[f[1]] = replayEntry{expires: time.Unix(sec, 0), deploy: f[2]}
@@ -137,6 +144,22 @@ func (r *Replays) Add(key, deploy string) (string, error) {
 	}
 	r.seen[key] = e
 	return deploy, nil
+}
+
+// Forget takes back an Add whose deploy could not be queued, so that the
+// sender's retry is not taken for a replay.
+func (r *Replays) Forget(key string) error {
+	sum := sha256.Sum256([]byte(key))
+	key = hex.EncodeToString(sum[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.seen, key)
+	var b bytes.Buffer
+	writeEntry(&b, key, replayEntry{expires: time.Unix(0, 0), deploy: "-"})
+	if _, err := r.file.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	return r.file.Sync()
 }
 
 // Close closes the cache's file.

@@ -24,6 +24,8 @@ const gitTimeout = 10 * time.Minute
 // never an option or a refspec.
 var gitRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
 
+var fullCommit = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
 func validRef(ref string) bool {
 	return gitRef.MatchString(ref) && !strings.Contains(ref, "..") && !strings.HasSuffix(ref, ".lock") && !strings.HasSuffix(ref, "/")
 }
@@ -52,7 +54,12 @@ func newPipeline(cfg *Config) *pipeline {
 }
 
 // Run is the queue's Runner.
-func (p *pipeline) Run(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
+func (p *pipeline) Run(ctx context.Context, d Deploy, log io.Writer) (Outcome, error) {
+	release, err := p.run(ctx, &d, log)
+	return Outcome{Release: release, Commit: d.Commit}, err
+}
+
+func (p *pipeline) run(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
 	proj := p.cfg.Projects[d.Project]
 	rep := &deployer.TextReporter{W: log}
 	fmt.Fprintf(log, "%s of %s, asked through %s by %s\n", d.Action, d.Project, d.Hook, orUnknown(d.Sender))
@@ -65,6 +72,19 @@ func (p *pipeline) Run(ctx context.Context, d *Deploy, log io.Writer) (string, e
 		results, err := deployer.Rollback(ctx, plan, d.Release, rep)
 		return lastRelease(results), err
 	case "redeploy":
+		if proj.Source != nil {
+			// The live release's Compose files, not whatever a failed
+			// deploy of a newer commit left checked out.
+			live, _, err := p.live(ctx, d.Project)
+			if err != nil {
+				return "", err
+			}
+			if live != "" {
+				if d.Commit, err = p.checkout(ctx, proj.Source, &Deploy{Ref: live}, log); err != nil {
+					return "", err
+				}
+			}
+		}
 		o := p.options(proj, d)
 		o.Redeploy = true
 		return p.deploy(ctx, o, rep)
@@ -130,12 +150,16 @@ func (p *pipeline) checkout(ctx context.Context, src *Source, d *Deploy, log io.
 		return "", fmt.Errorf("ref %q: give a branch, tag or commit", ref)
 	}
 	git := func(args ...string) (string, error) { return p.git(ctx, src.Dir, log, args...) }
-	if _, err := git("fetch", "--no-tags", "--", src.Git, ref); err != nil {
-		return "", fmt.Errorf("fetch %s from %s: %w", ref, src.Git, err)
-	}
-	commit, err := git("rev-parse", "--verify", "--end-of-options", "FETCH_HEAD^{commit}")
-	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", ref, err)
+	// A full commit ID the clone has needs no fetch (a redeploy works
+	// while the remote is down).
+	commit, err := p.git(ctx, src.Dir, io.Discard, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
+	if err != nil || !fullCommit.MatchString(ref) || commit != ref {
+		if _, err := git("fetch", "--no-tags", "--", src.Git, ref); err != nil {
+			return "", fmt.Errorf("fetch %s from %s: %w", ref, src.Git, err)
+		}
+		if commit, err = git("rev-parse", "--verify", "--end-of-options", "FETCH_HEAD^{commit}"); err != nil {
+			return "", fmt.Errorf("fetch %s: %w", ref, err)
+		}
 	}
 	if d.Forward {
 		if err := p.forward(ctx, src, d, commit, log); err != nil {
@@ -152,30 +176,42 @@ func (p *pipeline) checkout(ctx context.Context, src *Source, d *Deploy, log io.
 	return commit, nil
 }
 
+// live is the commit and ID of project's live release ("" when nothing
+// is live, or it recorded no commit).
+func (p *pipeline) live(ctx context.Context, project string) (commit, release string, err error) {
+	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: project, Local: true, Root: p.cfg.Root})
+	if err != nil {
+		return "", "", err
+	}
+	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
+	if err != nil {
+		return "", "", fmt.Errorf("read the live release: %w", err)
+	}
+	if len(hosts) == 0 || hosts[0].Current == "" {
+		return "", "", nil
+	}
+	for _, r := range hosts[0].Releases {
+		if r.ID == hosts[0].Current && validRef(r.Commit) {
+			return r.Commit, r.ID, nil
+		}
+	}
+	return "", hosts[0].Current, nil
+}
+
 // forward refuses commit when the live release's commit contains it.
 func (p *pipeline) forward(ctx context.Context, src *Source, d *Deploy, commit string, log io.Writer) error {
-	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: d.Project, Local: true, Root: p.cfg.Root})
+	live, release, err := p.live(ctx, d.Project)
 	if err != nil {
 		return err
 	}
-	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
-	if err != nil || len(hosts) == 0 || hosts[0].Current == "" {
-		return nil // nothing live yet: any commit goes forward
-	}
-	var live string
-	for _, r := range hosts[0].Releases {
-		if r.ID == hosts[0].Current {
-			live = r.Commit
-		}
-	}
-	if live == "" || !gitRef.MatchString(live) {
-		return nil
+	if live == "" {
+		return nil // nothing live, or no commit to compare with: any commit goes forward
 	}
 	// An ancestor of the live commit (or the live commit itself) is
 	// behind: git merge-base exits 0. A live commit this clone does not
 	// have cannot be compared, and is not in the way.
 	if _, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, live); err == nil {
-		return &RefusedError{Reason: fmt.Sprintf("%s is already in the live release %s (commit %s): an automatic event never goes back; ask for a rollback or deploy it explicitly", short(commit), hosts[0].Current, short(live))}
+		return &RefusedError{Reason: fmt.Sprintf("%s is already in the live release %s (commit %s): an automatic event never goes back; ask for a rollback or deploy it explicitly", short(commit), release, short(live))}
 	}
 	fmt.Fprintf(log, "%s is not in the live commit %s: going forward\n", short(commit), short(live))
 	return nil

@@ -75,6 +75,10 @@ func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
 		switch {
 		case e.GetAction() != "completed" || run.GetConclusion() != "success":
 			return ignore("workflow run " + e.GetAction() + " " + run.GetConclusion() + ": only a completed, successful run deploys")
+		case run.GetEvent() != "push" || run.GetHeadRepository().GetFullName() != repo.GetFullName():
+			// A pull request's run (from a fork, on a branch named
+			// main) is no push to main.
+			return ignore("a workflow run for " + strconvQuote(run.GetEvent()) + " from " + strconvQuote(run.GetHeadRepository().GetFullName()) + ": only runs for pushes to the repository itself deploy")
 		case !slices.Contains(k.branches(), run.GetHeadBranch()):
 			return deny(http.StatusForbidden, vForbidden, "branch "+run.GetHeadBranch()+" is not one of hooks.github.branches")
 		}
@@ -169,6 +173,10 @@ func (k hookSlack) decide(r *http.Request, body []byte) verdict {
 		return forbid("channel " + strconvQuote(channel))
 	case !allowed(sl.Users, user):
 		return forbid("user " + strconvQuote(user))
+	case len(words) > 0 && words[0] != "status" && !allowed(sl.Actions, words[0]):
+		return forbid("action " + strconvQuote(words[0]))
+	case len(words) > 1 && !allowed(sl.Projects, words[1]):
+		return forbid("project " + strconvQuote(words[1]))
 	}
 	usage := "usage: deploy|redeploy|rollback|status PROJECT [REF|RELEASE]"
 	if len(words) < 2 || len(words) > 3 || !slices.Contains([]string{"deploy", "redeploy", "rollback", "status"}, words[0]) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 // Limits of the HTTP front.
 const (
 	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 60 * time.Second // a 25 MiB GitHub body at 3.5 Mbit/s
-	writeTimeout      = 30 * time.Second
+	readTimeout       = 60 * time.Second             // a 25 MiB GitHub body at 3.5 Mbit/s
+	writeTimeout      = readTimeout + 30*time.Second // counted from the end of the headers, so past a slow body's read
 	idleTimeout       = 60 * time.Second
 	maxHeaderBytes    = 64 << 10
 	maxConns          = 1024 // connections held open at once, slow ones included
@@ -60,8 +61,8 @@ type Server struct {
 	fails    *failures
 	inflight chan struct{}
 	status   func(ctx context.Context, project string) (string, error)
-	github   *ghdeploy.Client // nil: no GITHUB_TOKEN, no Deployment statuses
-	post     *http.Client     // to Slack's response_url
+	token    string       // GITHUB_TOKEN, for Deployment statuses ("": none)
+	post     *http.Client // to Slack's response_url
 	headerTO time.Duration
 	notes    sync.WaitGroup // statuses and messages being sent
 }
@@ -95,13 +96,8 @@ func New(cfg *Config, o Options) (*Server, error) {
 	if s.audit, err = openAudit(cfg.State); err != nil {
 		return nil, err
 	}
-	if g := cfg.Hooks.GitHub; g != nil {
-		if token := os.Getenv("GITHUB_TOKEN"); token != "" {
-			// The repository is set per deployment; this one checks the URL.
-			if _, err := ghdeploy.New(token, g.APIURL, "owner/repo"); err != nil {
-				return nil, fmt.Errorf("hooks.github.api-url: %w", err)
-			}
-		} else {
+	if cfg.Hooks.GitHub != nil {
+		if s.token = os.Getenv("GITHUB_TOKEN"); s.token == "" {
 			s.log.Warn("GITHUB_TOKEN is not set: deployment events deploy, but their Deployments hear nothing back")
 		}
 	}
@@ -119,9 +115,9 @@ func New(cfg *Config, o Options) (*Server, error) {
 
 // starting wraps run to tell a Deployment that its deploy started.
 func (s *Server) starting(run Runner) Runner {
-	return func(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
+	return func(ctx context.Context, d Deploy, log io.Writer) (Outcome, error) {
 		s.log.Info("deploy started", "id", d.ID, "project", d.Project, "action", d.Action, "ref", d.Ref)
-		s.deploymentStatus(ctx, *d, ghdeploy.InProgress, "")
+		s.deploymentStatus(ctx, d, ghdeploy.InProgress, "")
 		return run(ctx, d, log)
 	}
 }
@@ -163,11 +159,10 @@ func outcomeText(d Deploy) string {
 // deploymentStatus posts state on d's GitHub Deployment, if it has one.
 func (s *Server) deploymentStatus(ctx context.Context, d Deploy, state, description string) {
 	g := s.cfg.Hooks.GitHub
-	token := os.Getenv("GITHUB_TOKEN")
-	if d.Deployment == 0 || g == nil || token == "" {
+	if d.Deployment == 0 || g == nil || s.token == "" {
 		return
 	}
-	c, err := ghdeploy.New(token, g.APIURL, d.Repository)
+	c, err := ghdeploy.New(s.token, g.APIURL, d.Repository)
 	if err == nil {
 		err = c.Status(ctx, d.Deployment, state, "", "", description)
 	}
@@ -232,11 +227,14 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	rcon := http.NewResponseController(w)
+	// The read deadline would end the stream (and the write deadline is
+	// moved on with each chunk): a client that goes away still ends it.
+	_ = rcon.SetReadDeadline(time.Time{})
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := rc.Read(buf)
 		if n > 0 {
-			_ = rcon.SetWriteDeadline(time.Now().Add(writeTimeout))
+			_ = rcon.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -299,6 +297,20 @@ func (s *Server) Close(ctx context.Context) {
 	s.notes.Wait()
 	s.replays.Close()
 	s.audit.Close()
+}
+
+// ScrubEnvironment removes the hooks' env: secrets and GITHUB_TOKEN from
+// this process's environment, once New has read them, so that nothing a
+// deploy starts (docker compose, a build, git) inherits them: a Compose
+// file that names a variable without a value would otherwise pass it
+// into a container.
+func ScrubEnvironment(cfg *Config) {
+	os.Unsetenv("GITHUB_TOKEN")
+	for _, s := range cfg.secrets() {
+		if name, ok := strings.CutPrefix(s.Ref, "env:"); ok {
+			os.Unsetenv(name)
+		}
+	}
 }
 
 // Deploys is every recorded deploy, newest first (GET /deploys).

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,21 +35,21 @@ type fakeRuns struct {
 	started chan string
 }
 
-func (f *fakeRuns) run(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
+func (f *fakeRuns) run(ctx context.Context, d Deploy, log io.Writer) (Outcome, error) {
 	fmt.Fprintf(log, "started %s\n", d.ID)
 	f.started <- d.ID
 	if f.gate != nil {
 		select {
 		case <-f.gate:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return Outcome{}, ctx.Err()
 		}
 	}
 	fmt.Fprintf(log, "done %s\n", d.ID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ran = append(f.ran, *d)
-	return "rel-" + d.ID[len(d.ID)-8:], nil
+	f.ran = append(f.ran, d)
+	return Outcome{Release: "rel-" + d.ID[len(d.ID)-8:]}, nil
 }
 
 type fixture struct {
@@ -148,12 +151,11 @@ func (f *fixture) get(path string) answer {
 	return do(f.t, req)
 }
 
-var msgCounter int
+var msgCounter atomic.Int64
 
 func standardHeaders(t *testing.T, secret, body string, at time.Time) http.Header {
 	t.Helper()
-	msgCounter++
-	h, err := SignStandard(secret, fmt.Sprintf("msg_%d_%d", time.Now().UnixNano(), msgCounter), []byte(body), at)
+	h, err := SignStandard(secret, fmt.Sprintf("msg_%d_%d", time.Now().UnixNano(), msgCounter.Add(1)), []byte(body), at)
 	must(t, err)
 	return h
 }
@@ -182,6 +184,7 @@ func TestHookAnswers(t *testing.T) {
 	good := standardHeaders(t, standardSecret, deployBody, now)
 	flipped := strings.Replace(deployBody, "redeploy", "rEdeploy", 1)
 	sha := "0123456789abcdef0123456789abcdef01234567"
+	forkRun := `{"action":"completed","workflow_run":{"head_sha":"` + sha + `","head_branch":"main","conclusion":"success","event":"pull_request","head_repository":{"full_name":"evil/app"}},"repository":{"full_name":"semalink/app"}}`
 	type tc struct {
 		name   string
 		path   string
@@ -210,6 +213,7 @@ func TestHookAnswers(t *testing.T) {
 		{"github: push to another repository", "/hooks/github", githubHeaders("push", fmt.Sprintf(pushBody, "main", sha, "evil/app")), fmt.Sprintf(pushBody, "main", sha, "evil/app"), 403, false},
 		{"github: an event that does not deploy", "/hooks/github", githubHeaders("issues", `{"action":"opened"}`), `{"action":"opened"}`, 202, false},
 		{"github: a run still going", "/hooks/github", githubHeaders("workflow_run", `{"action":"requested","workflow_run":{"head_sha":"`+sha+`","head_branch":"main"},"repository":{"full_name":"semalink/app"}}`), `{"action":"requested","workflow_run":{"head_sha":"` + sha + `","head_branch":"main"},"repository":{"full_name":"semalink/app"}}`, 202, false},
+		{"github: a fork's pull request run on its main", "/hooks/github", githubHeaders("workflow_run", forkRun), forkRun, 202, false},
 		{"github: a bad signature", "/hooks/github", SignGitHub([]byte("not-the-secret-at-all!"), []byte(`{}`)), `{}`, 401, false},
 		{"github: sha1 only", "/hooks/github", http.Header{"X-Hub-Signature": {"sha1=0000"}}, `{}`, 401, false},
 		{"github: signed, not JSON", "/hooks/github", githubHeaders("push", "{nope"), "{nope", 400, false},
@@ -381,7 +385,7 @@ func TestQueueSupersedes(t *testing.T) {
 	f.runs.gate <- struct{}{}
 	// The log ends with the deploy.
 	rest, err := io.ReadAll(resp.Body)
-	if err != nil || string(rest) != "done "+first+"\n" {
+	if want := "done " + first + "\n\n" + first + ": succeeded, release rel-" + first[len(first)-8:] + "\n"; err != nil || string(rest) != want {
 		t.Errorf("the rest of the log: %q, %v", rest, err)
 	}
 	if got := <-f.runs.started; got != fourth {
@@ -470,5 +474,169 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("gave up waiting")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSlackResponds: a slash command's result is posted to its
+// response_url, when that is under hooks.slack.response-urls; anywhere
+// else, it is not.
+func TestSlackResponds(t *testing.T) {
+	posted := make(chan string, 10)
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		posted <- r.URL.Path + " " + string(b)
+	}))
+	defer slack.Close()
+	f := newFixture(t, false)
+	b, err := os.ReadFile(f.path)
+	must(t, err)
+	must(t, os.WriteFile(f.path, bytes.Replace(b, []byte("http://127.0.0.1/"), []byte(slack.URL+"/commands/"), 1), 0o600))
+	f.stop()
+	f.start()
+	command := func(responseURL string) answer {
+		body := url.Values{"team_id": {"T0001"}, "channel_id": {"C0001"}, "user_id": {"U0001"}, "text": {"redeploy demo"}, "response_url": {responseURL}}.Encode()
+		return f.post("/hooks/slack", SignSlack([]byte(testSlackSecret), []byte(body), time.Now()), body)
+	}
+	a := command(slack.URL + "/elsewhere/1")
+	if a.code != 202 || strings.Contains(a.raw, "follows") {
+		t.Errorf("a response_url outside the prefixes: %d %s", a.code, a.raw)
+	}
+	<-f.runs.started
+	a = command(slack.URL + "/commands/T0001/2")
+	if a.code != 202 || a.body["text"] == nil {
+		t.Errorf("%d %s", a.code, a.raw)
+	}
+	<-f.runs.started
+	got := <-posted
+	if !strings.HasPrefix(got, "/commands/T0001/2 ") || !strings.Contains(got, "redeploy of demo") || !strings.Contains(got, "succeeded") {
+		t.Errorf("posted %s", got)
+	}
+	f.stop() // waits for what is being sent
+	select {
+	case p := <-posted:
+		t.Errorf("posted outside the prefixes: %s", p)
+	default:
+	}
+}
+
+// TestScrubEnvironment: once the server has read its secrets, nothing it
+// starts inherits them; git never does.
+func TestScrubEnvironment(t *testing.T) {
+	f := newFixture(t, false)
+	t.Setenv("GITHUB_TOKEN", "a-token-for-statuses")
+	p := newPipeline(f.cfg)
+	for _, kv := range p.env {
+		if strings.HasPrefix(kv, "DEPLOY_HOOK_SECRET=") || strings.HasPrefix(kv, "GITHUB_WEBHOOK_SECRET=") || strings.HasPrefix(kv, "GITHUB_TOKEN=") {
+			t.Errorf("git's environment holds %s", kv)
+		}
+	}
+	ScrubEnvironment(f.cfg)
+	for _, name := range []string{"DEPLOY_HOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN"} {
+		if _, ok := os.LookupEnv(name); ok {
+			t.Errorf("%s is still in the environment", name)
+		}
+	}
+}
+
+// TestUnderAttack: many slow clients that never finish their headers
+// and a flood of bad signatures, against the server on loopback: the
+// good requests among them are served and queue their deploys, nothing
+// else is queued, and the server's goroutines and memory stay bounded.
+func TestUnderAttack(t *testing.T) {
+	f := newFixture(t, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- f.s.Serve(ctx, ln, time.Second) }()
+	base := "http://" + ln.Addr().String()
+	before := runtime.NumGoroutine()
+
+	const slow = 300
+	var conns []net.Conn
+	for range slow {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		must(t, err)
+		_, err = c.Write([]byte("POST /hooks/standard HTTP/1.1\r\nHost: deploy\r\nwebhook-id: "))
+		must(t, err)
+		conns = append(conns, c)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := `{"action":"redeploy","project":"demo"}`
+	post := func(h http.Header, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"/hooks/standard", strings.NewReader(body))
+		req.Header = h
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	flood := map[int]int{}
+	padded := body + strings.Repeat(" ", 64<<10)
+	for range 16 {
+		wg.Go(func() {
+			for range 100 {
+				code := post(standardHeaders(t, "whsec_"+"c29tZSBvdGhlciBzZWNyZXQgb2YgMzIgYnl0ZXMhIQ==", padded, time.Now()), padded)
+				mu.Lock()
+				flood[code]++
+				mu.Unlock()
+			}
+		})
+	}
+	good := make([]int, 10)
+	for i := range good {
+		wg.Go(func() { good[i] = post(standardHeaders(t, standardSecret, body, time.Now()), body) })
+	}
+	var peak int
+	wg.Go(func() {
+		for range 50 {
+			peak = max(peak, runtime.NumGoroutine())
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	wg.Wait()
+	for i, code := range good {
+		if code != 202 {
+			t.Errorf("good request %d: %d", i, code)
+		}
+	}
+	if flood[401]+flood[429] != 1600 || flood[429] == 0 {
+		t.Errorf("the flood's answers: %v", flood)
+	}
+	waitFor(t, func() bool {
+		n := 0
+		for _, d := range f.s.Deploys() {
+			if d.done() {
+				n++
+			}
+		}
+		return n == len(f.s.Deploys())
+	})
+	if n := len(f.s.Deploys()); n > len(good) || n == 0 {
+		t.Errorf("%d deploys recorded for %d good requests", n, len(good))
+	}
+	// Bounded: a goroutine per connection (the slow ones included), none
+	// per failed request once answered; the heap holds no bodies.
+	if peak-before > maxConns+100 {
+		t.Errorf("goroutines: %d before, %d at the peak", before, peak)
+	}
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	if m.HeapInuse > 64<<20 {
+		t.Errorf("heap in use after the attack: %d MiB", m.HeapInuse>>20)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }

@@ -56,6 +56,7 @@ Compose files, says what is wrong, with the line, and exits.`,
 			if err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
+			server.ScrubEnvironment(c)
 			ln, err := net.Listen("tcp", c.Listen)
 			if err != nil {
 				s.Close(cmd.Context())

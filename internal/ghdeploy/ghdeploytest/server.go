@@ -59,6 +59,16 @@ func (s *Server) Calls() []Call {
 	return slices.Clone(s.calls)
 }
 
+// Create records a Deployment of ref as GitHub does when someone else
+// creates one (the Deployment of a deployment event), and returns its ID.
+func (s *Server) Create(ref, environment string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	s.calls = append(s.calls, Call{Deployment: s.next, State: "created", Body: map[string]any{"ref": ref, "environment": environment}})
+	return s.next
+}
+
 func (s *Server) fail(w http.ResponseWriter, code int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	s.t.Errorf("GitHub stand-in: %s", msg)
