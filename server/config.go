@@ -461,5 +461,5 @@ var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
-	return err == nil && n > 0 && n < 65536
+	return err == nil && n >= 0 && n < 65536 // 0: any free port, which the log names
 }

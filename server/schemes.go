@@ -37,6 +37,24 @@ func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
 	if !slices.Contains([]string{"ping", "push", "workflow_run", "deployment"}, event) {
 		return ignore("event " + strconvQuote(event) + " does not deploy")
 	}
+	if event != "ping" {
+		// The repository first, from a small decode: a signed event from
+		// a repository that may not deploy is refused without decoding
+		// all of it (a push event is mostly its commits).
+		var head struct {
+			Repository struct {
+				FullName string `json:"full_name"`
+			} `json:"repository"`
+			Sender struct {
+				Login string `json:"login"`
+			} `json:"sender"`
+		}
+		if json.Unmarshal(body, &head) == nil && !slices.Contains(g.Repositories, head.Repository.FullName) {
+			v := deny(http.StatusForbidden, vForbidden, "repository "+strconvQuote(head.Repository.FullName)+" is not one of hooks.github.repositories")
+			v.entry = Entry{Event: event, Sender: head.Sender.Login, Project: g.Project}
+			return v
+		}
+	}
 	payload, err := github.ParseWebHook(event, body)
 	if err != nil {
 		return deny(http.StatusBadRequest, vBadRequest, "the "+event+" payload does not parse as GitHub's JSON")
