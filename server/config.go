@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -261,7 +262,14 @@ func (c *Config) check(ctx context.Context) error {
 	if len(c.Projects) == 0 {
 		return errors.New("projects: none: name at least one, with its compose-files")
 	}
+	dirs := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Projects)) {
+		if s := c.Projects[name].Source; s != nil {
+			if other, ok := dirs[filepath.Clean(s.Dir)]; ok {
+				return fmt.Errorf("line %d: project %s: source.dir %s is %s's too: give each project a clone of its own", c.Projects[name].line, name, s.Dir, other)
+			}
+			dirs[filepath.Clean(s.Dir)] = name
+		}
 		if !projectName.MatchString(name) {
 			return fmt.Errorf("line %d: project %q: use lower-case letters, digits, - and _", c.Projects[name].line, name)
 		}
@@ -355,6 +363,11 @@ func (p *Project) load(ctx context.Context, name string) error {
 		}
 		if strings.HasPrefix(s.Git, "-") || (s.Branch != "" && !validRef(s.Branch)) {
 			return fmt.Errorf("line %d: project %s: source: git must be a URL or path, branch a branch name", p.line, name)
+		}
+		if u, err := url.Parse(s.Git); err == nil && u.User != nil {
+			if _, hasPassword := u.User.Password(); hasPassword {
+				return fmt.Errorf("line %d: project %s: source.git holds a password, which would show in errors and logs: use an SSH deploy key or a credential helper", p.line, name)
+			}
 		}
 		if !workTree(s.Dir) {
 			return fmt.Errorf("line %d: project %s: source.dir %s is not a git work tree: clone it once, as the server's user: git clone %s %s", p.line, name, s.Dir, s.Git, s.Dir)

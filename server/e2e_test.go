@@ -68,6 +68,11 @@ func newGitRepo(t *testing.T) *gitRepo {
 	git(t, r.work, "add", ".")
 	git(t, r.work, "commit", "-q", "-m", "a second commit")
 	r.commits = append(r.commits, git(t, r.work, "rev-parse", "HEAD"))
+	// A branch that was never merged, as a pull request's would be.
+	git(t, r.work, "checkout", "-q", "-b", "feature")
+	must(t, os.WriteFile(filepath.Join(r.work, "api", "NOTES"), []byte("not reviewed\n"), 0o644))
+	git(t, r.work, "commit", "-q", "-am", "unreviewed")
+	git(t, r.work, "checkout", "-q", "main")
 	git(t, dir, "clone", "-q", "--bare", r.work, r.bare)
 	return r
 }
@@ -187,7 +192,8 @@ func TestServeDeploysFromGit(t *testing.T) {
 
 	// A deployment of the second commit deploys it and reports to it.
 	id := e.gh.Create(second, "production")
-	deployment := fmt.Sprintf(`{"deployment":{"id":%d,"sha":"%s","ref":"main","environment":"production"},"repository":{"full_name":"semalink/app"},"sender":{"login":"octocat"}}`, id, second)
+	deployment := fmt.Sprintf(`{"deployment":{"id":%d,"sha":"%s","ref":"main","environment":"production","created_at":"%s"},"repository":{"full_name":"semalink/app"},"sender":{"login":"octocat"}}`,
+		id, second, time.Now().UTC().Format(time.RFC3339))
 	a = e.post("/hooks/github", githubHeaders("deployment", deployment), deployment)
 	if a.code != 202 {
 		t.Fatalf("deployment: %d %s", a.code, a.raw)
@@ -235,6 +241,12 @@ func TestServeDeploysFromGit(t *testing.T) {
 	d = e.wait(e.standard(`{"action":"rollback","project":"` + e.name + `"}`).body["id"].(string))
 	if d.Status != Succeeded || e.live().ID != live {
 		t.Errorf("rollback: %+v, live %s, want %s\n%s", d, e.live().ID, live, e.log(d.ID))
+	}
+
+	// A command names only what is on the source branch.
+	d = e.wait(e.standard(`{"action":"deploy","project":"` + e.name + `","ref":"feature"}`).body["id"].(string))
+	if d.Status != Refused || !strings.Contains(d.Error, "is not on main") || e.live().ID != live {
+		t.Errorf("a branch that was never merged: %+v", d)
 	}
 
 	// Three requests while a deploy runs: the newest runs, two are

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A scheme is one of the hook endpoints: how its requests are signed,
@@ -67,6 +70,15 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 		}
 		fail := func(code int, v, reason string) { answer(code, v, reason, map[string]string{"error": reason}) }
 
+		// failed answers a request that cannot be good: past the
+		// address's failure limit, 429 (and no audit line).
+		failed := func(code int, v, reason string) {
+			if s.fails.fail(addr) {
+				fail(http.StatusTooManyRequests, vRateLimited, "too many failed requests from this address: slow down")
+				return
+			}
+			fail(code, v, reason)
+		}
 		select {
 		case s.inflight <- struct{}{}:
 			defer func() { <-s.inflight }()
@@ -76,26 +88,33 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 			return
 		}
 		if !sc.signed(r.Header) {
-			if s.fails.fail(addr) {
-				fail(http.StatusTooManyRequests, vRateLimited, "too many failed requests from this address: slow down")
-				return
-			}
-			fail(http.StatusUnauthorized, vUnsigned, "the request is not signed: see docs/server.md for the "+sc.name()+" scheme")
+			failed(http.StatusUnauthorized, vUnsigned, "the request is not signed: see docs/server.md for the "+sc.name()+" scheme")
 			return
 		}
+		tooLarge := "the body is over " + strconv.FormatInt(sc.limit(), 10) + " bytes"
 		if r.ContentLength > sc.limit() {
-			r.Header.Set("Connection", "close")
-			fail(http.StatusRequestEntityTooLarge, vTooLarge, "the body is over "+strconv.FormatInt(sc.limit(), 10)+" bytes")
+			w.Header().Set("Connection", "close")
+			failed(http.StatusRequestEntityTooLarge, vTooLarge, tooLarge)
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sc.limit()))
-		var tooLarge *http.MaxBytesError
+		// One address holds few of the slots, and bodies being read hold
+		// a bounded share of memory: a slow sender starves nobody else.
+		size := cmp.Or(max(r.ContentLength, 0), sc.limit())
+		release, why := s.admit(addr, size)
+		if why != "" {
+			w.Header().Set("Retry-After", "1")
+			fail(http.StatusServiceUnavailable, vBusy, why)
+			return
+		}
+		defer release()
+		body, err := readBody(w, r, sc.limit(), size)
+		var over *http.MaxBytesError
 		switch {
-		case errors.As(err, &tooLarge):
-			fail(http.StatusRequestEntityTooLarge, vTooLarge, "the body is over "+strconv.FormatInt(sc.limit(), 10)+" bytes")
+		case errors.As(err, &over):
+			failed(http.StatusRequestEntityTooLarge, vTooLarge, tooLarge)
 			return
 		case err != nil:
-			fail(http.StatusBadRequest, vBadRequest, "the body could not be read")
+			failed(http.StatusBadRequest, vBadRequest, "the body could not be read (it must arrive at a steady pace)")
 			return
 		}
 		key, err := sc.verify(r.Header, body)
@@ -148,6 +167,58 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 			}
 		}
 		answer(http.StatusAccepted, vAccepted, "", reply)
+	}
+}
+
+// Bounds of the bodies being read.
+const (
+	maxPerAddress = 8         // hook requests in flight from one address
+	bodyBudget    = 128 << 20 // bytes of bodies being read, all requests together
+	bodyStall     = 10 * time.Second
+)
+
+// admit takes a slot of addr's and size bytes of the body budget; why
+// says what is full.
+func (s *Server) admit(addr string, size int64) (release func(), why string) {
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
+	if s.perAddress[addr] >= maxPerAddress {
+		return nil, "too many requests in flight from this address: retry"
+	}
+	if s.reading+size > bodyBudget {
+		return nil, "too many large bodies being read: retry"
+	}
+	s.perAddress[addr]++
+	s.reading += size
+	return func() {
+		s.admitMu.Lock()
+		defer s.admitMu.Unlock()
+		if s.perAddress[addr]--; s.perAddress[addr] == 0 {
+			delete(s.perAddress, addr)
+		}
+		s.reading -= size
+	}, ""
+}
+
+// readBody reads at most limit bytes, into a buffer of the announced
+// size, giving each read bodyStall: a body that trickles is cut off.
+func readBody(w http.ResponseWriter, r *http.Request, limit, size int64) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	body := http.MaxBytesReader(w, r.Body, limit)
+	buf := make([]byte, 0, min(size, limit)+1)
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(bodyStall))
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 32<<10)
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 }
 

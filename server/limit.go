@@ -53,6 +53,10 @@ func (f *failures) fail(addr string) (over bool) {
 // bucket is addr's bucket, refilled to now. Called with f.mu held.
 func (f *failures) bucket(addr string) *bucket {
 	now := f.now()
+	if ip := net.ParseIP(addr); ip != nil && ip.To4() == nil {
+		// An IPv6 client holds a /64 at least: one limit for it.
+		addr = ip.Mask(net.CIDRMask(64, 128)).String()
+	}
 	b := f.buckets[addr]
 	if b == nil {
 		if len(f.buckets) >= maxLimiters {
@@ -99,7 +103,7 @@ func clientAddr(r *http.Request, proxies []string) string {
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	if len(xff) == 0 {
-		return host
+		return "" // unknown: not the proxy's own (often loopback) address
 	}
 	last := xff[len(xff)-1]
 	if i := strings.LastIndexByte(last, ','); i >= 0 {
@@ -108,5 +112,5 @@ func clientAddr(r *http.Request, proxies []string) string {
 	if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
 		return ip.String()
 	}
-	return host
+	return ""
 }

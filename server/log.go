@@ -56,6 +56,15 @@ func (l *deployLog) write(p []byte) {
 	l.changed = make(chan struct{})
 }
 
+// end writes the deploy's last line, past the size limit too.
+func (l *deployLog) end(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil && !l.closed {
+		l.write([]byte(line))
+	}
+}
+
 func (l *deployLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -69,22 +71,20 @@ func (m *metrics) deploy(d Deploy) {
 }
 
 func (m *metrics) write(w io.Writer) {
+	depth := m.queueSize() // before m.mu: the queue calls deploy under its own lock
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fmt.Fprintln(w, "# HELP deployer_server_requests_total Hook requests by hook and verdict.")
 	fmt.Fprintln(w, "# TYPE deployer_server_requests_total counter")
 	keys := slices.SortedFunc(maps.Keys(m.requests), func(a, b [2]string) int {
-		if a[0] != b[0] {
-			return cmpString(a[0], b[0])
-		}
-		return cmpString(a[1], b[1])
+		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
 	})
 	for _, k := range keys {
 		fmt.Fprintf(w, "deployer_server_requests_total{hook=%q,verdict=%q} %d\n", k[0], k[1], m.requests[k])
 	}
 	fmt.Fprintln(w, "# HELP deployer_server_queue_depth Deploys waiting for their project's turn.")
 	fmt.Fprintln(w, "# TYPE deployer_server_queue_depth gauge")
-	fmt.Fprintf(w, "deployer_server_queue_depth %d\n", m.queueSize())
+	fmt.Fprintf(w, "deployer_server_queue_depth %d\n", depth)
 	fmt.Fprintln(w, "# HELP deployer_server_deploys_total Deploys that ended, by outcome.")
 	fmt.Fprintln(w, "# TYPE deployer_server_deploys_total counter")
 	for _, o := range slices.Sorted(maps.Keys(m.outcomes)) {
@@ -100,14 +100,4 @@ func (m *metrics) write(w io.Writer) {
 	fmt.Fprintf(w, "deployer_server_deploy_duration_seconds_bucket{le=\"+Inf\"} %d\n", m.count)
 	fmt.Fprintf(w, "deployer_server_deploy_duration_seconds_sum %g\n", m.sum)
 	fmt.Fprintf(w, "deployer_server_deploy_duration_seconds_count %d\n", m.count)
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

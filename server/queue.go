@@ -95,7 +95,8 @@ type queue struct {
 	deploys  map[string]*Deploy
 	logs     map[string]*deployLog
 	projects map[string]*lane
-	closed   bool
+	started  bool            // deploys may start (start was called)
+	closed   bool            // no more deploys start, and none is added
 	ctx      context.Context // ends the running deploys at shutdown
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -107,18 +108,22 @@ type lane struct {
 	waiting *Deploy
 }
 
-func openQueue(dir string, run Runner, now func() time.Time, finished func(Deploy)) (*queue, error) {
+// openQueue reads the records in dir: the deploys that were running when
+// the server stopped are failed, and returned; those that waited wait
+// again, until start.
+func openQueue(dir string, run Runner, now func() time.Time, finished func(Deploy)) (*queue, []Deploy, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("deploy records: %w", err)
+		return nil, nil, fmt.Errorf("deploy records: %w", err)
 	}
 	q := &queue{dir: dir, run: run, now: now, finished: finished,
 		deploys: map[string]*Deploy{}, logs: map[string]*deployLog{}, projects: map[string]*lane{}}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("deploy records: %w", err)
+		return nil, nil, fmt.Errorf("deploy records: %w", err)
 	}
 	var waiting []*Deploy
+	var interrupted []Deploy
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || !deployID.MatchString(id) {
@@ -126,7 +131,7 @@ func openQueue(dir string, run Runner, now func() time.Time, finished func(Deplo
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("deploy records: %w", err)
+			return nil, nil, fmt.Errorf("deploy records: %w", err)
 		}
 		var d Deploy
 		if json.Unmarshal(b, &d) != nil || d.ID != id {
@@ -136,8 +141,9 @@ func openQueue(dir string, run Runner, now func() time.Time, finished func(Deplo
 		case Running:
 			d.Status, d.Finished, d.Error = Failed, now(), "the server stopped while this deploy ran; see its log"
 			if err := q.save(&d); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
+			interrupted = append(interrupted, d)
 		case Queued:
 			waiting = append(waiting, &d)
 		}
@@ -147,11 +153,30 @@ func openQueue(dir string, run Runner, now func() time.Time, finished func(Deplo
 	slices.SortFunc(waiting, func(a, b *Deploy) int { return a.Created.Compare(b.Created) })
 	for _, d := range waiting {
 		if err := q.enqueue(d, false); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	q.prune()
-	return q, nil
+	return q, interrupted, nil
+}
+
+// start lets deploys start: the ones that waited first.
+func (q *queue) start() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.started = true
+	for _, l := range q.projects {
+		if l.running == nil {
+			q.next(l)
+		}
+	}
+}
+
+// stopStarting lets no more deploys start (the running ones go on).
+func (q *queue) stopStarting() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.started = false
 }
 
 // Add records d as queued and starts it when its project's turn comes.
@@ -192,7 +217,7 @@ func (q *queue) enqueue(d *Deploy, fresh bool) error {
 // next starts the lane's waiting deploy. Called with q.mu held.
 func (q *queue) next(l *lane) {
 	d := l.waiting
-	if d == nil || q.closed {
+	if d == nil || q.closed || !q.started {
 		return
 	}
 	l.waiting, l.running = nil, d
@@ -220,14 +245,14 @@ func (q *queue) next(l *lane) {
 			d.Status, d.Error = Failed, err.Error()
 		}
 		d.Finished = q.now()
-		fmt.Fprintf(log, "\n%s: %s", d.ID, d.Status)
+		last := "\n" + d.ID + ": " + d.Status
 		if d.Release != "" {
-			fmt.Fprintf(log, ", release %s", d.Release)
+			last += ", release " + d.Release
 		}
 		if d.Error != "" {
-			fmt.Fprintf(log, ": %s", d.Error)
+			last += ": " + d.Error
 		}
-		fmt.Fprintln(log)
+		log.end(last + "\n")
 		if err := q.save(d); err != nil {
 			fmt.Fprintf(log, "record the deploy: %v\n", err)
 		}

@@ -34,10 +34,12 @@ var ErrReplay = errors.New("this delivery was seen before")
 // a Standard Webhooks message ID, or the signature itself where the
 // scheme signs no ID (GitHub, Slack).
 type Replays struct {
-	mu   sync.Mutex
-	seen map[string]replayEntry
-	file *os.File
-	now  func() time.Time
+	mu    sync.Mutex
+	seen  map[string]replayEntry
+	path  string
+	file  *os.File
+	lines int // in the file: rewritten when it is mostly expired entries
+	now   func() time.Time
 }
 
 type replayEntry struct {
@@ -52,29 +54,79 @@ func OpenReplays(dir string, now func() time.Time) (*Replays, error) {
 		return nil, fmt.Errorf("replay cache: %w", err)
 	}
 	path := filepath.Join(dir, "replays")
-	r := &Replays{seen: map[string]replayEntry{}, now: now}
-	if data, err := os.ReadFile(path); err == nil {
+	r := &Replays{seen: map[string]replayEntry{}, path: path, now: now}
+	if f, err := os.Open(path); err == nil {
+		// Bounded by the compaction below: a few times the cap's lines.
+		data, err := io.ReadAll(io.LimitReader(f, maxReplayFile))
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("replay cache: %w", err)
+		}
 		r.load(data)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("replay cache: %w", err)
 	}
-	// Rewritten without what expired, then appended to.
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("replay cache: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	for key, e := range r.seen {
-		writeEntry(w, key, e)
-	}
-	if err := errors.Join(w.Flush(), f.Sync(), f.Close(), os.Rename(tmp, path)); err != nil {
-		return nil, fmt.Errorf("replay cache: %w", err)
-	}
-	if r.file, err = os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
-		return nil, fmt.Errorf("replay cache: %w", err)
+	if err := r.compact(); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// maxReplayFile bounds what is read of the file: more than its
+// compaction lets it hold.
+const maxReplayFile = 4 * maxReplayEntries * 128
+
+// compact rewrites the file without what expired, and opens it to append
+// to. Called with r.mu held (or before r is shared).
+func (r *Replays) compact() error {
+	if r.file != nil {
+		r.file.Close()
+		r.file = nil
+	}
+	now := r.now()
+	tmp := r.path + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	r.lines = 0
+	for key, e := range r.seen {
+		if !e.expires.After(now) {
+			delete(r.seen, key)
+			continue
+		}
+		writeEntry(w, key, e)
+		r.lines++
+	}
+	if err := errors.Join(w.Flush(), f.Sync(), f.Close(), os.Rename(tmp, r.path)); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	if r.file, err = os.OpenFile(r.path, os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	return nil
+}
+
+// append writes a line, compacting the file first when most of it is
+// expired or forgotten. Called with r.mu held.
+func (r *Replays) append(line []byte) error {
+	if r.lines > 2*len(r.seen)+1024 {
+		if err := r.compact(); err != nil {
+			return err
+		}
+	}
+	if r.file == nil {
+		return errors.New("replay cache: closed")
+	}
+	if _, err := r.file.Write(line); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	r.lines++
+	if err := r.file.Sync(); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	return nil
 }
 
 // load reads "EXPIRES_UNIX KEY DEPLOY" lines, skipping expired and
@@ -136,13 +188,11 @@ func (r *Replays) Add(key, deploy string) (string, error) {
 	writeEntry(&b, key, e)
 	// On disk first: a delivery the server answers must be remembered
 	// after a crash.
-	if _, err := r.file.Write(b.Bytes()); err != nil {
-		return "", fmt.Errorf("replay cache: %w", err)
-	}
-	if err := r.file.Sync(); err != nil {
-		return "", fmt.Errorf("replay cache: %w", err)
-	}
 	r.seen[key] = e
+	if err := r.append(b.Bytes()); err != nil {
+		delete(r.seen, key)
+		return "", err
+	}
 	return deploy, nil
 }
 
@@ -156,11 +206,17 @@ func (r *Replays) Forget(key string) error {
 	delete(r.seen, key)
 	var b bytes.Buffer
 	writeEntry(&b, key, replayEntry{expires: time.Unix(0, 0), deploy: "-"})
-	if _, err := r.file.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("replay cache: %w", err)
-	}
-	return r.file.Sync()
+	return r.append(b.Bytes())
 }
 
 // Close closes the cache's file.
-func (r *Replays) Close() error { return r.file.Close() }
+func (r *Replays) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.file == nil {
+		return nil
+	}
+	err := r.file.Close()
+	r.file = nil
+	return err
+}

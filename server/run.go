@@ -27,6 +27,9 @@ var gitRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
 var fullCommit = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 func validRef(ref string) bool {
+	if rest, ok := strings.CutPrefix(ref, "refs/"); ok && !strings.HasPrefix(rest, "heads/") && !strings.HasPrefix(rest, "tags/") {
+		return false // refs/pull/… and the like: not a branch or tag
+	}
 	return gitRef.MatchString(ref) && !strings.Contains(ref, "..") && !strings.HasSuffix(ref, ".lock") && !strings.HasSuffix(ref, "/")
 }
 
@@ -60,7 +63,10 @@ func (p *pipeline) Run(ctx context.Context, d Deploy, log io.Writer) (Outcome, e
 }
 
 func (p *pipeline) run(ctx context.Context, d *Deploy, log io.Writer) (string, error) {
-	proj := p.cfg.Projects[d.Project]
+	proj, ok := p.cfg.Projects[d.Project]
+	if !ok {
+		return "", fmt.Errorf("project %s is no longer in the server's configuration", d.Project)
+	}
 	rep := &deployer.TextReporter{W: log}
 	fmt.Fprintf(log, "%s of %s, asked through %s by %s\n", d.Action, d.Project, d.Hook, orUnknown(d.Sender))
 	switch d.Action {
@@ -93,13 +99,18 @@ func (p *pipeline) run(ctx context.Context, d *Deploy, log io.Writer) (string, e
 			return "", errors.New("project " + d.Project + " has no source: give it source.git and source.dir to deploy a ref")
 		}
 		commit, err := p.checkout(ctx, proj.Source, d, log)
+		d.Commit = commit
 		if err != nil {
+			p.restore(ctx, proj.Source, d.Project, log)
 			return "", err
 		}
-		d.Commit = commit
 		o := p.options(proj, d)
 		o.Commit = commit
-		return p.deploy(ctx, o, rep)
+		release, err := p.deploy(ctx, o, rep)
+		if err != nil {
+			p.restore(ctx, proj.Source, d.Project, log)
+		}
+		return release, err
 	}
 	return "", fmt.Errorf("unknown action %q", d.Action)
 }
@@ -166,6 +177,14 @@ func (p *pipeline) checkout(ctx context.Context, src *Source, d *Deploy, log io.
 			return commit, err
 		}
 	}
+	if d.Hook == SchemeSlack || d.Hook == SchemeStandard {
+		// A chat command or a script names any ref; only what is on the
+		// source branch (reviewed, merged) deploys: not a pull request's
+		// head, which the repository serves too.
+		if err := p.onBranch(ctx, src, commit, log); err != nil {
+			return commit, err
+		}
+	}
 	if _, err := git("checkout", "--quiet", "--force", "--detach", commit); err != nil {
 		return "", fmt.Errorf("check out %s: %w", commit, err)
 	}
@@ -198,6 +217,31 @@ func (p *pipeline) live(ctx context.Context, project string) (commit, release st
 	return "", hosts[0].Current, nil
 }
 
+// onBranch refuses a commit that is not on the source branch.
+func (p *pipeline) onBranch(ctx context.Context, src *Source, commit string, log io.Writer) error {
+	if _, err := p.git(ctx, src.Dir, log, "fetch", "--no-tags", "--", src.Git, src.branch()); err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", src.branch(), src.Git, err)
+	}
+	_, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, "FETCH_HEAD")
+	if err != nil {
+		return &RefusedError{Reason: fmt.Sprintf("%s is not on %s: a command deploys what is on the source branch (merged); a GitHub Deployment can deploy another ref", short(commit), src.branch())}
+	}
+	return nil
+}
+
+// restore checks the live release's commit out again after a deploy of
+// another one failed: the work tree holds what runs, and a commit whose
+// Compose files do not load cannot keep the server from starting again.
+func (p *pipeline) restore(ctx context.Context, src *Source, project string, log io.Writer) {
+	live, _, err := p.live(context.WithoutCancel(ctx), project)
+	if err != nil || live == "" {
+		return
+	}
+	if _, err := p.checkout(context.WithoutCancel(ctx), src, &Deploy{Ref: live}, log); err != nil {
+		fmt.Fprintf(log, "check the live commit %s out again: %v\n", short(live), err)
+	}
+}
+
 // forward refuses commit when the live release's commit contains it.
 func (p *pipeline) forward(ctx context.Context, src *Source, d *Deploy, commit string, log io.Writer) error {
 	live, release, err := p.live(ctx, d.Project)
@@ -210,7 +254,27 @@ func (p *pipeline) forward(ctx context.Context, src *Source, d *Deploy, commit s
 	// An ancestor of the live commit (or the live commit itself) is
 	// behind: git merge-base exits 0. A live commit this clone does not
 	// have cannot be compared, and is not in the way.
-	if _, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, live); err == nil {
+	// merge-base --is-ancestor exits 0 (an ancestor), 1 (not one) or
+	// otherwise (the live commit is not in the clone, git failed): only 1
+	// lets the deploy go forward.
+	ancestor := func() (bool, error) {
+		_, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, live)
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 1 {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	behind, err := ancestor()
+	if err != nil {
+		if _, ferr := p.git(ctx, src.Dir, log, "fetch", "--no-tags", "--", src.Git, live); ferr == nil {
+			behind, err = ancestor()
+		}
+	}
+	if err != nil {
+		return &RefusedError{Reason: fmt.Sprintf("cannot tell whether %s comes after the live commit %s (%v): an automatic event goes forward only; deploy it explicitly", short(commit), short(live), err)}
+	}
+	if behind {
 		return &RefusedError{Reason: fmt.Sprintf("%s is already in the live release %s (commit %s): an automatic event never goes back; ask for a rollback or deploy it explicitly", short(commit), release, short(live))}
 	}
 	fmt.Fprintf(log, "%s is not in the live commit %s: going forward\n", short(commit), short(live))

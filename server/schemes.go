@@ -3,7 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -27,8 +30,9 @@ func (k hookGitHub) verify(h http.Header, body []byte) (string, error) {
 	if err := VerifyGitHub(values(k.s.cfg.Hooks.GitHub.Secrets), h, body); err != nil {
 		return "", err
 	}
-	// GitHub signs no ID: the signature is the delivery's key.
-	return "github " + h.Get(github.SHA256SignatureHeader), nil
+	// GitHub signs no ID: the body is the delivery's key (its
+	// signature's hex could be written in other cases).
+	return "github " + bodyHash(body), nil
 }
 
 func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
@@ -111,6 +115,12 @@ func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
 		if len(g.Environments) > 0 && !slices.Contains(g.Environments, dep.GetEnvironment()) {
 			return ignore("environment " + strconvQuote(dep.GetEnvironment()) + " is not one of hooks.github.environments")
 		}
+		// GitHub signs no time: a Deployment older than the replay
+		// window is a captured delivery played again (or a late
+		// redelivery), which would take production back to its ref.
+		if age := s.now().Sub(dep.GetCreatedAt().Time); age > replayWindow || age < -replayWindow {
+			return ignore("the Deployment was created more than " + replayWindow.String() + " ago: create a new one to deploy")
+		}
 	default:
 		return ignore("event " + event + " does not deploy")
 	}
@@ -161,7 +171,7 @@ func (k hookSlack) verify(h http.Header, body []byte) (string, error) {
 	if err := VerifySlack(values(k.s.cfg.Hooks.Slack.Secrets), h, body, k.s.now()); err != nil {
 		return "", err
 	}
-	return "slack " + h.Get("X-Slack-Signature"), nil
+	return "slack " + h.Get("X-Slack-Request-Timestamp") + " " + bodyHash(body), nil
 }
 
 func (k hookSlack) decide(r *http.Request, body []byte) verdict {
@@ -262,12 +272,17 @@ func (s *Server) respond(ctx context.Context, to, text string) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.post.Do(req)
 	if err != nil {
-		s.log.Warn("Slack response_url", "error", err)
+		// Its path is a credential to the channel: the host only.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		s.log.Warn("Slack response_url", "host", req.URL.Host, "error", err)
 		return
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		s.log.Warn("Slack response_url", "status", resp.Status)
+		s.log.Warn("Slack response_url", "host", req.URL.Host, "status", resp.Status)
 	}
 }
 
@@ -295,7 +310,8 @@ func (k hookStandard) verify(h http.Header, body []byte) (string, error) {
 		keys[i] = string(sec.value)
 	}
 	id, err := VerifyStandard(keys, h, body, k.s.now())
-	return "standard " + id, err
+	// The ID with the body: two senders' msg_1 are not one delivery.
+	return "standard " + id + " " + bodyHash(body), err
 }
 
 func (k hookStandard) decide(r *http.Request, body []byte) verdict {
@@ -335,6 +351,11 @@ func (k hookStandard) decide(r *http.Request, body []byte) verdict {
 		return v
 	}
 	return verdict{deploy: &Deploy{Action: req.Action, Project: req.Project, Ref: req.Ref, Release: req.Release, Sender: e.Sender}, entry: e}
+}
+
+func bodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 func entryOf(d *Deploy, event string) Entry {

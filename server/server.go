@@ -37,16 +37,17 @@ const (
 // Options are what a test (or an embedding program) may change; the zero
 // value serves as deployer serve does.
 type Options struct {
-	Now func() time.Time
 	// Run runs a deploy; nil: package deployer against this machine's
 	// Engine.
 	Run Runner
 	// Status answers a status question about a project; nil: its releases
 	// on this machine.
 	Status func(ctx context.Context, project string) (string, error)
-	// HeaderTimeout bounds the reading of a request's headers; 0: 10s.
-	HeaderTimeout time.Duration
-	Log           *slog.Logger // nil: standard error
+	Log    *slog.Logger // nil: standard error
+	// Scrub leaves only a short list of harmless variables in the
+	// process's environment once the secrets are read, before any deploy
+	// starts (ScrubEnvironment): deployer serve does.
+	Scrub bool
 }
 
 // Server is deployer serve.
@@ -61,28 +62,30 @@ type Server struct {
 	fails    *failures
 	inflight chan struct{}
 	status   func(ctx context.Context, project string) (string, error)
-	token    string       // GITHUB_TOKEN, for Deployment statuses ("": none)
-	post     *http.Client // to Slack's response_url
-	headerTO time.Duration
+	token    string         // GITHUB_TOKEN, for Deployment statuses ("": none)
+	post     *http.Client   // to Slack's response_url
 	notes    sync.WaitGroup // statuses and messages being sent
+
+	admitMu    sync.Mutex
+	perAddress map[string]int // hook requests in flight, by address
+	reading    int64          // bytes of bodies being read
+
+	stopping context.Context // ends at shutdown: log streams end with it
+	stop     context.CancelFunc
 }
 
 // New opens the server's state (replay cache, deploy records, audit log)
 // and picks up the deploys that were queued when it last stopped.
 func New(cfg *Config, o Options) (*Server, error) {
-	s := &Server{cfg: cfg, now: o.Now, log: o.Log, status: o.Status, headerTO: o.HeaderTimeout,
-		inflight: make(chan struct{}, maxInFlight)}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s := &Server{cfg: cfg, now: time.Now, log: o.Log, status: o.Status,
+		inflight: make(chan struct{}, maxInFlight), perAddress: map[string]int{}}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if s.headerTO <= 0 {
-		s.headerTO = readHeaderTimeout
-	}
+	pipe := newPipeline(cfg)
 	if s.status == nil {
-		s.status = newPipeline(cfg).Status
+		s.status = pipe.Status
 	}
 	s.post = &http.Client{Timeout: postTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
@@ -101,15 +104,23 @@ func New(cfg *Config, o Options) (*Server, error) {
 			s.log.Warn("GITHUB_TOKEN is not set: deployment events deploy, but their Deployments hear nothing back")
 		}
 	}
+	if o.Scrub {
+		ScrubEnvironment()
+	}
 	run := o.Run
 	if run == nil {
-		run = newPipeline(cfg).Run
+		run = pipe.Run
 	}
 	s.metrics = newMetrics(func() int { return s.queue.Depth() })
-	s.queue, err = openQueue(filepath.Join(cfg.State, "deploys"), s.starting(run), s.now, s.ended)
+	var interrupted []Deploy
+	s.queue, interrupted, err = openQueue(filepath.Join(cfg.State, "deploys"), s.starting(run), s.now, s.ended)
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range interrupted {
+		s.ended(d) // its Deployment and Slack hear of it, and the audit log
+	}
+	s.queue.start()
 	return s, nil
 }
 
@@ -132,8 +143,7 @@ func (s *Server) ended(d Deploy) {
 	s.notes.Add(1)
 	go func() {
 		defer s.notes.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*postTimeout)
-		defer cancel()
+		ctx := context.Background() // each call bounds itself
 		state := map[string]string{Succeeded: ghdeploy.Success, Failed: ghdeploy.Failure}[d.Status]
 		if state == "" {
 			state = ghdeploy.Error // superseded, refused
@@ -224,6 +234,8 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) {
 	defer rc.Close()
 	stop := context.AfterFunc(r.Context(), func() { rc.Close() })
 	defer stop()
+	stopAll := context.AfterFunc(s.stopping, func() { rc.Close() })
+	defer stopAll()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	rcon := http.NewResponseController(w)
@@ -252,7 +264,7 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: s.headerTO,
+		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
@@ -278,6 +290,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: no new requests; a running deploy may finish", "drain", drain)
+	s.queue.stopStarting() // before the answers in flight end: nothing new starts
+	s.stop()               // log streams end
 	sctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	err := hs.Shutdown(sctx)
 	cancel()
@@ -293,6 +307,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 // Close lets the running deploys end (until ctx ends, then cancels
 // them), waits for their statuses to be sent, and closes the state.
 func (s *Server) Close(ctx context.Context) {
+	s.stop()
 	s.queue.Close(ctx)
 	s.notes.Wait()
 	s.replays.Close()
@@ -304,13 +319,26 @@ func (s *Server) Close(ctx context.Context) {
 // deploy starts (docker compose, a build, git) inherits them: a Compose
 // file that names a variable without a value would otherwise pass it
 // into a container.
-func ScrubEnvironment(cfg *Config) {
-	os.Unsetenv("GITHUB_TOKEN")
-	for _, s := range cfg.secrets() {
-		if name, ok := strings.CutPrefix(s.Ref, "env:"); ok {
+func ScrubEnvironment() {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !keepEnv(name) {
 			os.Unsetenv(name)
 		}
 	}
+}
+
+// keepEnv is what a deploy's git, docker and compose need, and nothing a
+// secret is usually kept in.
+func keepEnv(name string) bool {
+	switch name {
+	case "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+		"DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+		"GIT_SSH_COMMAND", "SSL_CERT_FILE", "SSL_CERT_DIR",
+		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy":
+		return true
+	}
+	return strings.HasPrefix(name, "LC_")
 }
 
 // Deploys is every recorded deploy, newest first (GET /deploys).

@@ -225,10 +225,17 @@ func TestHookAnswers(t *testing.T) {
 		{"slack: stale", "/hooks/slack", SignSlack([]byte(testSlackSecret), []byte(slashCommand("redeploy demo", "T0001", "C0001", "U0001")), now.Add(-10*time.Minute)), slashCommand("redeploy demo", "T0001", "C0001", "U0001"), 401, false},
 		{"slack: not a command", "/hooks/slack", SignSlack([]byte(testSlackSecret), []byte(slashCommand("destroy demo", "T0001", "C0001", "U0001")), now), slashCommand("destroy demo", "T0001", "C0001", "U0001"), 400, false},
 	}
-	deployment := `{"deployment":{"id":42,"sha":"` + sha + `","ref":"main","environment":"production"},"repository":{"full_name":"semalink/app"},"sender":{"login":"octocat"}}`
+	deployment := `{"deployment":{"id":42,"sha":"` + sha + `","ref":"main","environment":"production","created_at":"` + now.UTC().Format(time.RFC3339) + `"},"repository":{"full_name":"semalink/app"},"sender":{"login":"octocat"}}`
 	cases = append(cases, tc{"github: a deployment", "/hooks/github", githubHeaders("deployment", deployment), deployment, 202, true})
 	staging := strings.Replace(deployment, "production", "staging", 1)
 	cases = append(cases, tc{"github: a deployment elsewhere", "/hooks/github", githubHeaders("deployment", staging), staging, 202, false})
+	old := strings.Replace(deployment, now.UTC().Format(time.RFC3339), now.Add(-time.Hour).UTC().Format(time.RFC3339), 1)
+	cases = append(cases, tc{"github: a Deployment an hour old (a replay)", "/hooks/github", githubHeaders("deployment", old), old, 202, false})
+	// The same push with its signature's hex in upper case: the same
+	// delivery.
+	upper := githubHeaders("push", fmt.Sprintf(pushBody, "main", sha, "semalink/app"))
+	upper.Set("X-Hub-Signature-256", "sha256="+strings.ToUpper(strings.TrimPrefix(upper.Get("X-Hub-Signature-256"), "sha256=")))
+	cases = append(cases, tc{"github: the push again, its signature in upper case", "/hooks/github", upper, fmt.Sprintf(pushBody, "main", sha, "semalink/app"), 409, false})
 
 	queued := 0
 	for _, c := range cases {
@@ -530,10 +537,17 @@ func TestScrubEnvironment(t *testing.T) {
 			t.Errorf("git's environment holds %s", kv)
 		}
 	}
-	ScrubEnvironment(f.cfg)
-	for _, name := range []string{"DEPLOY_HOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN"} {
+	t.Setenv("SOME_OTHER_SECRET", "not named by any hook")
+	t.Setenv("LC_TIME", "C")
+	ScrubEnvironment()
+	for _, name := range []string{"DEPLOY_HOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "SOME_OTHER_SECRET"} {
 		if _, ok := os.LookupEnv(name); ok {
 			t.Errorf("%s is still in the environment", name)
+		}
+	}
+	for _, name := range []string{"PATH", "LC_TIME"} {
+		if _, ok := os.LookupEnv(name); !ok {
+			t.Errorf("%s was removed", name)
 		}
 	}
 }
@@ -638,5 +652,72 @@ func TestUnderAttack(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestMetricsWhileDeploysEnd: reading the metrics while deploys end and
+// are superseded takes the queue's and the metrics' locks in one order.
+func TestMetricsWhileDeploysEnd(t *testing.T) {
+	f := newFixture(t, false)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			f.get("/metrics")
+		}
+	}()
+	body := `{"action":"redeploy","project":"demo"}`
+	for range 30 {
+		f.post("/hooks/standard", standardHeaders(t, standardSecret, body, time.Now()), body)
+	}
+	<-done
+	waitFor(t, func() bool {
+		for _, d := range f.s.Deploys() {
+			if !d.done() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestSlowBodies: bodies that trickle in hold at most a few slots of one
+// address; once they are gone, a signed request is served.
+func TestSlowBodies(t *testing.T) {
+	f := newFixture(t, false)
+	addr := strings.TrimPrefix(f.url, "http://")
+	var conns []net.Conn
+	for range maxPerAddress {
+		c, err := net.Dial("tcp", addr)
+		must(t, err)
+		_, err = c.Write([]byte("POST /hooks/github HTTP/1.1\r\nHost: deploy\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 1000000\r\n\r\n{"))
+		must(t, err)
+		conns = append(conns, c)
+	}
+	body := `{"action":"redeploy","project":"demo"}`
+	// The slow bodies are being read once their slots are taken.
+	waitFor(t, func() bool {
+		f.s.admitMu.Lock()
+		defer f.s.admitMu.Unlock()
+		return f.s.perAddress["127.0.0.1"] == maxPerAddress
+	})
+	if a := f.post("/hooks/standard", standardHeaders(t, standardSecret, body, time.Now()), body); a.code != 503 {
+		t.Errorf("a ninth request from the address: %d %s", a.code, a.raw)
+	}
+	f.s.admitMu.Lock()
+	if f.s.reading != maxPerAddress*1000000 {
+		t.Errorf("bytes reserved for the slow bodies: %d", f.s.reading)
+	}
+	f.s.admitMu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, func() bool {
+		f.s.admitMu.Lock()
+		defer f.s.admitMu.Unlock()
+		return len(f.s.perAddress) == 0 && f.s.reading == 0
+	})
+	if a := f.post("/hooks/standard", standardHeaders(t, standardSecret, body, time.Now()), body); a.code != 202 {
+		t.Errorf("after the slow bodies went: %d %s", a.code, a.raw)
 	}
 }

@@ -52,15 +52,15 @@ Compose files, says what is wrong, with the line, and exits.`,
 					config, c.Listen, len(c.Projects), strings.Join(hooks, ", "))
 				return err
 			}
-			s, err := server.New(c, server.Options{})
-			if err != nil {
-				return &exitError{code: exitConfig, err: err}
-			}
-			server.ScrubEnvironment(c)
+			// The port first: a server that cannot listen starts no deploy.
 			ln, err := net.Listen("tcp", c.Listen)
 			if err != nil {
-				s.Close(cmd.Context())
 				return &exitError{code: exitConfig, err: fmt.Errorf("listen %s: %w", c.Listen, err)}
+			}
+			s, err := server.New(c, server.Options{Scrub: true})
+			if err != nil {
+				ln.Close()
+				return &exitError{code: exitConfig, err: err}
 			}
 			return s.Serve(cmd.Context(), ln, drain)
 		},
