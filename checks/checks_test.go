@@ -60,6 +60,21 @@ var ruleCases = []ruleCase{
 	{dir: "healthcheck-localhost/dockerfile", want: []string{"healthcheck-localhost warning api Dockerfile:2"}},
 	{dir: "healthcheck-localhost/loopback"},
 
+	// start-first-unsafe
+	{dir: "start-first-unsafe/unsafe", want: []string{
+		"start-first-unsafe error api compose.yaml:4",
+		"start-first-unsafe error api compose.yaml:5",
+		"start-first-unsafe error api compose.yaml:7",
+	}},
+	{dir: "start-first-unsafe/fine"},
+
+	// proxy-swap-unsafe
+	{dir: "proxy-swap-unsafe/unsafe", want: []string{
+		"proxy-swap-unsafe warning caddy Caddyfile:2", // no retries
+		"proxy-swap-unsafe warning caddy Caddyfile:3", // a fixed address
+	}},
+	{dir: "proxy-swap-unsafe/fine"},
+
 	// stateful-volume-missing
 	{dir: "stateful-volume-missing/rabbitmq", want: []string{"stateful-volume-missing error rabbitmq compose.yaml:2"}},
 	{dir: "stateful-volume-missing/mounted"},

@@ -79,33 +79,32 @@ func (in *Input) caddyUpstreams(proxy string) []upstream {
 		return nil
 	}
 	var out []upstream
-	add := func(args []string, line int) {
-		for _, a := range args {
-			if a == "" || strings.ContainsAny(a, "{}") || strings.HasPrefix(a, "@") || strings.HasPrefix(a, "/") || a == "*" || strings.HasPrefix(a, "unix/") {
-				continue
-			}
-			hostport := a
-			if _, rest, ok := strings.Cut(a, "://"); ok {
-				hostport = rest
-			}
-			host := hostport
-			if h, _, err := net.SplitHostPort(hostport); err == nil {
-				host = h
-			}
-			out = append(out, upstream{host: host, line: line})
-		}
-	}
 	cf.Walk(func(d project.Directive) {
-		if d.Name != "reverse_proxy" {
-			return
-		}
-		add(d.Args, d.Line)
-		for _, sub := range d.Block {
-			if sub.Name == "to" {
-				add(sub.Args, sub.Line)
-			}
+		if d.Name == "reverse_proxy" {
+			out = append(out, directiveUpstreams(d)...)
 		}
 	})
+	return out
+}
+
+// upstreamsOf are the hosts of a reverse_proxy's (or its to's) arguments:
+// matchers, placeholders and unix sockets are skipped.
+func upstreamsOf(args []string, line int) []upstream {
+	var out []upstream
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, "{}") || strings.HasPrefix(a, "@") || strings.HasPrefix(a, "/") || a == "*" || strings.HasPrefix(a, "unix/") {
+			continue
+		}
+		hostport := a
+		if _, rest, ok := strings.Cut(a, "://"); ok {
+			hostport = rest
+		}
+		host := hostport
+		if h, _, err := net.SplitHostPort(hostport); err == nil {
+			host = h
+		}
+		out = append(out, upstream{host: host, line: line})
+	}
 	return out
 }
 

@@ -21,6 +21,8 @@ var rules = []*Rule{
 	buildNoCache,
 	caddyTLSInternal,
 	proxyUpstreamUnknown,
+	startFirstUnsafe,
+	proxySwapUnsafe,
 	neonPooler,
 	redisEviction,
 	loggingUnbounded,
