@@ -265,10 +265,13 @@ func (c *Config) check(ctx context.Context) error {
 	dirs := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Projects)) {
 		if s := c.Projects[name].Source; s != nil {
-			if other, ok := dirs[filepath.Clean(s.Dir)]; ok {
-				return fmt.Errorf("line %d: project %s: source.dir %s is %s's too: give each project a clone of its own", c.Projects[name].line, name, s.Dir, other)
+			dir := filepath.Clean(s.Dir)
+			for other, owner := range dirs {
+				if other == dir || strings.HasPrefix(dir, other+"/") || strings.HasPrefix(other, dir+"/") {
+					return fmt.Errorf("line %d: project %s: source.dir %s overlaps %s's %s: give each project a clone of its own, side by side", c.Projects[name].line, name, s.Dir, owner, other)
+				}
 			}
-			dirs[filepath.Clean(s.Dir)] = name
+			dirs[dir] = name
 		}
 		if !projectName.MatchString(name) {
 			return fmt.Errorf("line %d: project %q: use lower-case letters, digits, - and _", c.Projects[name].line, name)
@@ -365,8 +368,9 @@ func (p *Project) load(ctx context.Context, name string) error {
 			return fmt.Errorf("line %d: project %s: source: git must be a URL or path, branch a branch name", p.line, name)
 		}
 		if u, err := url.Parse(s.Git); err == nil && u.User != nil {
-			if _, hasPassword := u.User.Password(); hasPassword {
-				return fmt.Errorf("line %d: project %s: source.git holds a password, which would show in errors and logs: use an SSH deploy key or a credential helper", p.line, name)
+			_, password := u.User.Password()
+			if password || u.Scheme == "http" || u.Scheme == "https" {
+				return fmt.Errorf("line %d: project %s: source.git holds a credential, which would show in errors and logs: use an SSH deploy key or a credential helper", p.line, name)
 			}
 		}
 		if !workTree(s.Dir) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -106,8 +107,8 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 			fail(http.StatusServiceUnavailable, vBusy, why)
 			return
 		}
-		defer release()
 		body, err := readBody(w, r, sc.limit(), size)
+		release() // the body is read: the rest is quick, or a deploy's business
 		var over *http.MaxBytesError
 		switch {
 		case errors.As(err, &over):
@@ -172,42 +173,66 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 
 // Bounds of the bodies being read.
 const (
-	maxPerAddress = 8         // hook requests in flight from one address
+	maxPerAddress = 8         // bodies being read from one address
 	bodyBudget    = 128 << 20 // bytes of bodies being read, all requests together
+	addressBudget = 32 << 20  // of which one address may hold
 	bodyStall     = 10 * time.Second
 )
+
+// reader is one address's share of the bodies being read.
+type reader struct {
+	n     int
+	bytes int64
+}
 
 // admit takes a slot of addr's and size bytes of the body budget; why
 // says what is full.
 func (s *Server) admit(addr string, size int64) (release func(), why string) {
+	key := limitKey(addr)
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
-	if s.perAddress[addr] >= maxPerAddress {
+	mine := s.perAddress[key]
+	switch {
+	case mine.n >= maxPerAddress:
 		return nil, "too many requests in flight from this address: retry"
-	}
-	if s.reading+size > bodyBudget {
+	case mine.bytes+size > addressBudget && mine.n > 0:
+		return nil, "too many large bodies being read from this address: retry"
+	case s.reading+size > bodyBudget:
 		return nil, "too many large bodies being read: retry"
 	}
-	s.perAddress[addr]++
+	s.perAddress[key] = reader{mine.n + 1, mine.bytes + size}
 	s.reading += size
+	var once sync.Once
 	return func() {
-		s.admitMu.Lock()
-		defer s.admitMu.Unlock()
-		if s.perAddress[addr]--; s.perAddress[addr] == 0 {
-			delete(s.perAddress, addr)
-		}
-		s.reading -= size
+		once.Do(func() {
+			s.admitMu.Lock()
+			defer s.admitMu.Unlock()
+			mine := s.perAddress[key]
+			if mine.n--; mine.n == 0 {
+				delete(s.perAddress, key)
+			} else {
+				mine.bytes -= size
+				s.perAddress[key] = mine
+			}
+			s.reading -= size
+		})
 	}, ""
 }
 
 // readBody reads at most limit bytes, into a buffer of the announced
-// size, giving each read bodyStall: a body that trickles is cut off.
+// size. The whole body has readTimeout, and each read bodyStall: a body
+// that trickles is cut off.
 func readBody(w http.ResponseWriter, r *http.Request, limit, size int64) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	body := http.MaxBytesReader(w, r.Body, limit)
 	buf := make([]byte, 0, min(size, limit)+1)
+	end := time.Now().Add(readTimeout)
 	for {
-		_ = rc.SetReadDeadline(time.Now().Add(bodyStall))
+		deadline := time.Now().Add(bodyStall)
+		if end.Before(deadline) {
+			deadline = end
+		}
+		_ = rc.SetReadDeadline(deadline)
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, 32<<10)
 		}

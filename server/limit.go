@@ -53,17 +53,14 @@ func (f *failures) fail(addr string) (over bool) {
 // bucket is addr's bucket, refilled to now. Called with f.mu held.
 func (f *failures) bucket(addr string) *bucket {
 	now := f.now()
-	if ip := net.ParseIP(addr); ip != nil && ip.To4() == nil {
-		// An IPv6 client holds a /64 at least: one limit for it.
-		addr = ip.Mask(net.CIDRMask(64, 128)).String()
-	}
+	addr = limitKey(addr)
 	b := f.buckets[addr]
 	if b == nil {
 		if len(f.buckets) >= maxLimiters {
 			f.sweep(now)
 		}
 		if len(f.buckets) >= maxLimiters {
-			addr = "" // the overflow: one bucket for the rest
+			addr = "overflow" // one bucket for the rest
 			if b = f.buckets[addr]; b != nil {
 				b.refill(now)
 				return b
@@ -89,6 +86,19 @@ func (f *failures) sweep(now time.Time) {
 			delete(f.buckets, addr)
 		}
 	}
+}
+
+// limitKey is what an address's limits are kept under: an IPv6 client
+// holds a /64 at least, and an unknown address (a proxy that did not say)
+// is one client.
+func limitKey(addr string) string {
+	if ip := net.ParseIP(addr); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String()
+	}
+	if addr == "" {
+		return "unknown"
+	}
+	return addr
 }
 
 // clientAddr is the request's source address: the connection's peer, or,

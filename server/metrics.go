@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -70,8 +71,10 @@ func (m *metrics) deploy(d Deploy) {
 	m.count++
 }
 
-func (m *metrics) write(w io.Writer) {
+func (m *metrics) write(out io.Writer) {
 	depth := m.queueSize() // before m.mu: the queue calls deploy under its own lock
+	w := new(bytes.Buffer) // rendered, then sent: a slow reader holds no lock
+	defer func() { _, _ = out.Write(w.Bytes()) }()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fmt.Fprintln(w, "# HELP deployer_server_requests_total Hook requests by hook and verdict.")

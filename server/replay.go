@@ -31,15 +31,16 @@ var ErrReplay = errors.New("this delivery was seen before")
 // Replays remembers the deliveries a server accepted, for as long as
 // they could be replayed, in a file of the server's state directory, so
 // that a restart does not forget them. Keys are what the sender signed:
-// a Standard Webhooks message ID, or the signature itself where the
-// scheme signs no ID (GitHub, Slack).
+// a hash of the body, with the message ID (Standard Webhooks) or the
+// timestamp (Slack) where the scheme signs one.
 type Replays struct {
-	mu    sync.Mutex
-	seen  map[string]replayEntry
-	path  string
-	file  *os.File
-	lines int // in the file: rewritten when it is mostly expired entries
-	now   func() time.Time
+	mu      sync.Mutex
+	seen    map[string]replayEntry
+	path    string
+	file    *os.File
+	lines   int // in the file: rewritten when it is mostly expired entries
+	appends int
+	now     func() time.Time
 }
 
 type replayEntry struct {
@@ -76,48 +77,64 @@ func OpenReplays(dir string, now func() time.Time) (*Replays, error) {
 // compaction lets it hold.
 const maxReplayFile = 4 * maxReplayEntries * 128
 
-// compact rewrites the file without what expired, and opens it to append
-// to. Called with r.mu held (or before r is shared).
+// compact rewrites the file with what has not expired, and appends to
+// the new one; when that fails, the old file stays in use. Called with
+// r.mu held (or before r is shared).
 func (r *Replays) compact() error {
-	if r.file != nil {
-		r.file.Close()
-		r.file = nil
-	}
-	now := r.now()
+	r.sweep()
 	tmp := r.path + ".new"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	r.lines = 0
 	for key, e := range r.seen {
-		if !e.expires.After(now) {
-			delete(r.seen, key)
-			continue
-		}
 		writeEntry(w, key, e)
-		r.lines++
 	}
-	if err := errors.Join(w.Flush(), f.Sync(), f.Close(), os.Rename(tmp, r.path)); err != nil {
+	err = errors.Join(w.Flush(), f.Sync(), f.Close())
+	var next *os.File
+	if err == nil {
+		// Opened before the rename: the handle follows the file.
+		next, err = os.OpenFile(tmp, os.O_APPEND|os.O_WRONLY, 0o600)
+	}
+	if err == nil {
+		if err = os.Rename(tmp, r.path); err != nil {
+			next.Close()
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("replay cache: %w", err)
 	}
-	if r.file, err = os.OpenFile(r.path, os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
-		return fmt.Errorf("replay cache: %w", err)
+	if r.file != nil {
+		r.file.Close()
 	}
+	r.file, r.lines = next, len(r.seen)
 	return nil
 }
 
-// append writes a line, compacting the file first when most of it is
-// expired or forgotten. Called with r.mu held.
-func (r *Replays) append(line []byte) error {
-	if r.lines > 2*len(r.seen)+1024 {
-		if err := r.compact(); err != nil {
-			return err
+// sweep forgets what has expired. Called with r.mu held.
+func (r *Replays) sweep() {
+	now := r.now()
+	for key, e := range r.seen {
+		if !e.expires.After(now) {
+			delete(r.seen, key)
 		}
 	}
+}
+
+// append writes a line and syncs it. Now and then it forgets what has
+// expired, and rewrites the file when that is most of it (a failed
+// rewrite leaves the file as it was). Called with r.mu held.
+func (r *Replays) append(line []byte) error {
 	if r.file == nil {
 		return errors.New("replay cache: closed")
+	}
+	if r.appends++; r.appends%1024 == 0 {
+		r.sweep()
+	}
+	if r.lines > 2*len(r.seen)+1024 {
+		_ = r.compact()
 	}
 	if _, err := r.file.Write(line); err != nil {
 		return fmt.Errorf("replay cache: %w", err)
@@ -188,11 +205,10 @@ func (r *Replays) Add(key, deploy string) (string, error) {
 	writeEntry(&b, key, e)
 	// On disk first: a delivery the server answers must be remembered
 	// after a crash.
-	r.seen[key] = e
 	if err := r.append(b.Bytes()); err != nil {
-		delete(r.seen, key)
 		return "", err
 	}
+	r.seen[key] = e
 	return deploy, nil
 }
 

@@ -41,15 +41,9 @@ type pipeline struct {
 }
 
 func newPipeline(cfg *Config) *pipeline {
-	hidden := map[string]bool{"GITHUB_TOKEN": true}
-	for _, s := range cfg.secrets() {
-		if name, ok := strings.CutPrefix(s.Ref, "env:"); ok {
-			hidden[name] = true
-		}
-	}
 	var env []string
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !hidden[k] {
+		if k, _, _ := strings.Cut(kv, "="); keepEnv(k) {
 			env = append(env, kv)
 		}
 	}
@@ -219,7 +213,8 @@ func (p *pipeline) live(ctx context.Context, project string) (commit, release st
 
 // onBranch refuses a commit that is not on the source branch.
 func (p *pipeline) onBranch(ctx context.Context, src *Source, commit string, log io.Writer) error {
-	if _, err := p.git(ctx, src.Dir, log, "fetch", "--no-tags", "--", src.Git, src.branch()); err != nil {
+	// The branch's full name: a tag called main would win over it.
+	if _, err := p.git(ctx, src.Dir, log, "fetch", "--no-tags", "--", src.Git, "refs/heads/"+strings.TrimPrefix(src.branch(), "refs/heads/")); err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", src.branch(), src.Git, err)
 	}
 	_, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, "FETCH_HEAD")
@@ -256,7 +251,8 @@ func (p *pipeline) forward(ctx context.Context, src *Source, d *Deploy, commit s
 	// have cannot be compared, and is not in the way.
 	// merge-base --is-ancestor exits 0 (an ancestor), 1 (not one) or
 	// otherwise (the live commit is not in the clone, git failed): only 1
-	// lets the deploy go forward.
+	// lets the deploy go forward; otherwise the live commit is fetched and
+	// asked again, and if git still cannot tell, the deploy is refused.
 	ancestor := func() (bool, error) {
 		_, err := p.git(ctx, src.Dir, io.Discard, "merge-base", "--is-ancestor", "--end-of-options", commit, live)
 		var exit *exec.ExitError

@@ -118,7 +118,7 @@ func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
 		// GitHub signs no time: a Deployment older than the replay
 		// window is a captured delivery played again (or a late
 		// redelivery), which would take production back to its ref.
-		if age := s.now().Sub(dep.GetCreatedAt().Time); age > replayWindow || age < -replayWindow {
+		if age := s.now().Sub(dep.GetCreatedAt().Time); age > replayWindow || age < -time.Minute {
 			return ignore("the Deployment was created more than " + replayWindow.String() + " ago: create a new one to deploy")
 		}
 	default:

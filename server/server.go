@@ -67,8 +67,8 @@ type Server struct {
 	notes    sync.WaitGroup // statuses and messages being sent
 
 	admitMu    sync.Mutex
-	perAddress map[string]int // hook requests in flight, by address
-	reading    int64          // bytes of bodies being read
+	perAddress map[string]reader // bodies being read, by address (limitKey)
+	reading    int64             // bytes of bodies being read
 
 	stopping context.Context // ends at shutdown: log streams end with it
 	stop     context.CancelFunc
@@ -78,15 +78,12 @@ type Server struct {
 // and picks up the deploys that were queued when it last stopped.
 func New(cfg *Config, o Options) (*Server, error) {
 	s := &Server{cfg: cfg, now: time.Now, log: o.Log, status: o.Status,
-		inflight: make(chan struct{}, maxInFlight), perAddress: map[string]int{}}
+		inflight: make(chan struct{}, maxInFlight), perAddress: map[string]reader{}}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	pipe := newPipeline(cfg)
-	if s.status == nil {
-		s.status = pipe.Status
-	}
+
 	s.post = &http.Client{Timeout: postTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
@@ -106,6 +103,10 @@ func New(cfg *Config, o Options) (*Server, error) {
 	}
 	if o.Scrub {
 		ScrubEnvironment()
+	}
+	pipe := newPipeline(cfg) // after the scrub: git gets what is left
+	if s.status == nil {
+		s.status = pipe.Status
 	}
 	run := o.Run
 	if run == nil {
@@ -295,12 +296,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	sctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	err := hs.Shutdown(sctx)
 	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = hs.Close() // before the state closes under the answers still going
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	s.Close(dctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = hs.Close()
-	}
 	return err
 }
 
@@ -314,11 +315,12 @@ func (s *Server) Close(ctx context.Context) {
 	s.audit.Close()
 }
 
-// ScrubEnvironment removes the hooks' env: secrets and GITHUB_TOKEN from
-// this process's environment, once New has read them, so that nothing a
-// deploy starts (docker compose, a build, git) inherits them: a Compose
-// file that names a variable without a value would otherwise pass it
-// into a container.
+// ScrubEnvironment leaves only the variables keepEnv names in this
+// process's environment, once the secrets are read, so that nothing a
+// deploy starts (docker compose, a build, git) inherits GITHUB_TOKEN, a
+// hook's secret or anything else of the server's environment: a Compose
+// file that names a variable without a value would otherwise pass it into
+// a container.
 func ScrubEnvironment() {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -334,7 +336,7 @@ func keepEnv(name string) bool {
 	switch name {
 	case "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 		"DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
-		"GIT_SSH_COMMAND", "SSL_CERT_FILE", "SSL_CERT_DIR",
+		"GIT_SSH_COMMAND", "GIT_SSH", "SSH_AUTH_SOCK", "SSL_CERT_FILE", "SSL_CERT_DIR",
 		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy":
 		return true
 	}

@@ -699,7 +699,7 @@ func TestSlowBodies(t *testing.T) {
 	waitFor(t, func() bool {
 		f.s.admitMu.Lock()
 		defer f.s.admitMu.Unlock()
-		return f.s.perAddress["127.0.0.1"] == maxPerAddress
+		return f.s.perAddress["127.0.0.1"].n == maxPerAddress
 	})
 	if a := f.post("/hooks/standard", standardHeaders(t, standardSecret, body, time.Now()), body); a.code != 503 {
 		t.Errorf("a ninth request from the address: %d %s", a.code, a.raw)
@@ -719,5 +719,43 @@ func TestSlowBodies(t *testing.T) {
 	})
 	if a := f.post("/hooks/standard", standardHeaders(t, standardSecret, body, time.Now()), body); a.code != 202 {
 		t.Errorf("after the slow bodies went: %d %s", a.code, a.raw)
+	}
+}
+
+// TestAdmit: one address holds at most 32 MiB of the bodies being read,
+// an IPv6 /64 is one address, and what is released is free again.
+func TestAdmit(t *testing.T) {
+	f := newFixture(t, false)
+	release, why := f.s.admit("203.0.113.7", 25<<20)
+	if why != "" {
+		t.Fatal(why)
+	}
+	if _, why := f.s.admit("203.0.113.7", 25<<20); why == "" {
+		t.Error("a second 25 MiB body from one address was admitted")
+	}
+	other, why := f.s.admit("198.51.100.1", 25<<20)
+	if why != "" {
+		t.Errorf("another address: %s", why)
+	}
+	other()
+	v6, why := f.s.admit("2001:db8::1", 25<<20)
+	if why != "" {
+		t.Fatal(why)
+	}
+	if _, why := f.s.admit("2001:db8::2", 25<<20); why == "" {
+		t.Error("a second address of the same /64 was admitted past the budget")
+	}
+	v6()
+	release()
+	release() // twice: counted once
+	if again, why := f.s.admit("203.0.113.7", 25<<20); why != "" {
+		t.Errorf("after release: %s", why)
+	} else {
+		again()
+	}
+	f.s.admitMu.Lock()
+	defer f.s.admitMu.Unlock()
+	if f.s.reading != 0 || len(f.s.perAddress) != 0 {
+		t.Errorf("left reserved: %d bytes, %v", f.s.reading, f.s.perAddress)
 	}
 }
