@@ -32,7 +32,7 @@ var startFirstUnsafe = &Rule{
 					Fix:     "drop container_name: other services reach it by its service name"})
 			}
 			for _, p := range s.Ports {
-				if p.Published != "" || p.HostIP != "" {
+				if p.Published != "" { // an ephemeral port (127.0.0.1::3000) is one per container
 					out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "ports"),
 						Message: fmt.Sprintf("%s asks for start-first, but publishes host port %s, which one container holds at a time", name, cmpOr(p.Published, fmt.Sprint(p.Target))),
 						Fix:     "put it behind the proxy (reverse_proxy " + name + ":" + fmt.Sprint(p.Target) + ") and drop ports:, or use order: stop-first"})

@@ -104,6 +104,7 @@ type target struct {
 	// last lines of one that did not.
 	healthy map[string]time.Duration
 	logs    []string
+	swaps   []Swap
 }
 
 func (t *target) releaseDir(id string) string { return path.Join(t.plan.projectDir(), "releases", id) }
@@ -255,7 +256,7 @@ func deployTo(ctx context.Context, p *Plan, c *checker, h Host, rep Reporter, re
 
 	done = rep.Step("start " + rel.ID)
 	err = t.upAndWait(ctx, rel.ID)
-	res.Healthy = t.healthy
+	res.Healthy, res.Swaps, rel.Swaps = t.healthy, t.swaps, t.swaps
 	for _, l := range t.logs {
 		res.Logs = append(res.Logs, Redact(l, p.Secrets))
 	}

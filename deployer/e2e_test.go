@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -786,5 +787,90 @@ func TestHostsOneAtATime(t *testing.T) {
 	}
 	if got := s.statuses(); got != "live" {
 		t.Errorf("the first host's releases: %q, want live", got)
+	}
+}
+
+// startFirst makes the stack's api ask for start-first.
+func (s *stack) startFirst() {
+	s.t.Helper()
+	file := filepath.Join(s.dir, "compose.yaml")
+	b, err := os.ReadFile(file)
+	must(s.t, err)
+	out := strings.Replace(string(b), "    deploy:\n", "    deploy:\n      update_config:\n        order: start-first\n", 1)
+	if out == string(b) {
+		s.t.Fatal("the stack's api has no deploy: block")
+	}
+	must(s.t, os.WriteFile(file, []byte(out), 0o644))
+}
+
+// apiContainers are the IDs of the stack's api containers, running or not.
+func (s *stack) apiContainers() []string {
+	s.t.Helper()
+	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+s.name),
+		filters.Arg("label", "com.docker.compose.service=api"),
+		filters.Arg("label", "com.docker.compose.oneoff=False"))})
+	must(s.t, err)
+	var ids []string
+	for _, c := range list {
+		ids = append(ids, c.ID+" "+c.State)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestStartFirstSwap: a start-first api is replaced by a new container
+// that started beside the old one; a new one that never turns healthy is
+// removed while the old one serves on, untouched; an unchanged api is
+// left alone.
+func TestStartFirstSwap(t *testing.T) {
+	s := newStack(t)
+	s.startFirst()
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	v1 := s.apiContainers()
+
+	// A broken v2: its container is removed, v1's was never stopped.
+	out, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v2", "FAIL_HEALTH=1"))
+	if err == nil || !strings.Contains(err.Error(), "the old api containers still serve") {
+		t.Fatalf("a broken release: %v\n%s", err, out)
+	}
+	if got := s.apiContainers(); !slices.Equal(got, v1) {
+		t.Errorf("api containers after the broken release: %v, want v1's %v", got, v1)
+	}
+	if got := s.answers(); got != "v1" {
+		t.Errorf("api answers %q, want v1", got)
+	}
+
+	// A good v3 replaces it, start-first.
+	out, err = s.deploy(t.Context(), s.plan(nil, "RELEASE=v3"))
+	if err != nil {
+		t.Fatalf("deploy v3: %v\n%s", err, out)
+	}
+	got := s.apiContainers()
+	if len(got) != 1 || slices.Equal(got, v1) || !strings.HasSuffix(got[0], " running") {
+		t.Errorf("api containers after v3: %v (v1's: %v)", got, v1)
+	}
+	if a := s.answers(); a != "v3" {
+		t.Errorf("api answers %q, want v3", a)
+	}
+	res := s.results[0]
+	if len(res.Swaps) != 1 || res.Swaps[0].Service != "api" || res.Swaps[0].Order != "start-first" || res.Swaps[0].Overlap <= 0 {
+		t.Errorf("swaps: %+v", res.Swaps)
+	}
+	if rel := s.releases(); len(rel[len(rel)-1].Swaps) != 1 {
+		t.Errorf("the release does not record its swap: %+v", rel[len(rel)-1])
+	}
+	if !strings.Contains(out, "swap api (start-first)") {
+		t.Errorf("no swap step in the log:\n%s", out)
+	}
+
+	// The same again: nothing to replace.
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v3")); err != nil {
+		t.Fatalf("deploy v3 again: %v", err)
+	}
+	if again := s.apiContainers(); !slices.Equal(again, got) || len(s.results[0].Swaps) != 0 {
+		t.Errorf("an unchanged api was replaced: %v, was %v; swaps %+v", again, got, s.results[0].Swaps)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/semalink/deploy-action/deployer/build"
@@ -42,6 +43,9 @@ type Engine interface {
 	imageRemover
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
 	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
+	NetworkDisconnect(ctx context.Context, networkID, containerID string, force bool) error
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
 	VolumeInspect(ctx context.Context, volumeID string) (volume.Volume, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error

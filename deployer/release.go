@@ -38,8 +38,11 @@ type Release struct {
 	// Migration identifies the migration service as run (image, command,
 	// environment): when the next release's is the same, it has run already.
 	Migration string `json:"migration,omitempty"`
-	Status    Status `json:"status"`
-	Error     string `json:"error,omitempty"`
+	// Swaps say how the services that up would have replaced were
+	// replaced, start-first ones with how long old and new overlapped.
+	Swaps  []Swap `json:"swaps,omitempty"`
+	Status Status `json:"status"`
+	Error  string `json:"error,omitempty"`
 	// Secrets holds salted hashes of values whose change needs care on
 	// the host (a broker's password), never the values.
 	Secrets map[string]SecretHash `json:"secrets,omitempty"`
@@ -50,6 +53,10 @@ type ServiceCheck struct {
 	Name        string `json:"name"`
 	Healthcheck bool   `json:"healthcheck"` // else: running, and not restarting, for the settle time
 	Replicas    int    `json:"replicas"`
+	// Order is deploy.update_config.order: start-first swaps the service
+	// (swap.go); anything else leaves it to compose up, stop-first.
+	Order       string `json:"order,omitempty"`
+	Parallelism int    `json:"parallelism,omitempty"` // update_config.parallelism: the swap's batch
 }
 
 // Status is where a release stands.

@@ -26,6 +26,9 @@ type Result struct {
 	// Healthy is when each service of the new release turned healthy,
 	// counted from the start of up.
 	Healthy map[string]time.Duration `json:"healthy_after_ns,omitempty"`
+	// Swaps are the services replaced start-first, with how long old and
+	// new containers served side by side.
+	Swaps []Swap `json:"swaps,omitempty"`
 	// Logs are the last lines of the service that failed its health
 	// check, secrets hidden.
 	Logs       []string `json:"logs,omitempty"`

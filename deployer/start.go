@@ -23,6 +23,10 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 	for _, s := range rel.Services {
 		services = append(services, health.Service{Name: s.Name, Healthcheck: s.Healthcheck, Replicas: s.Replicas})
 	}
+	t.swaps = nil
+	if t.swaps, err = t.swapStartFirst(ctx, id, rel); err != nil {
+		return err
+	}
 	w, err := health.Start(ctx, t.docker, t.plan.Name)
 	if err != nil {
 		return err
@@ -80,6 +84,13 @@ func (t *target) upAndWait(ctx context.Context, id string) error {
 	return err
 }
 
+func updateConfig(s types.ServiceConfig) *types.UpdateConfig {
+	if s.Deploy == nil {
+		return nil
+	}
+	return s.Deploy.UpdateConfig
+}
+
 // healthServices lists what to wait for: every service but one-off jobs,
 // with whether it (or its image) has a healthcheck.
 func (t *target) healthServices(ctx context.Context, images map[string]string) []ServiceCheck {
@@ -96,7 +107,14 @@ func (t *target) healthServices(ctx context.Context, images map[string]string) [
 				hc = len(img.Config.Healthcheck.Test) > 0 && img.Config.Healthcheck.Test[0] != "NONE"
 			}
 		}
-		out = append(out, ServiceCheck{Name: name, Healthcheck: hc, Replicas: s.GetScale()})
+		sc := ServiceCheck{Name: name, Healthcheck: hc, Replicas: s.GetScale()}
+		if u := updateConfig(s); u != nil {
+			sc.Order = u.Order
+			if u.Parallelism != nil {
+				sc.Parallelism = int(*u.Parallelism)
+			}
+		}
+		out = append(out, sc)
 	}
 	return out
 }

@@ -43,6 +43,32 @@ func (c CLI) Up(ctx context.Context, services ...string) error {
 	return c.run(ctx, "up", append(args, services...), nil, nil)
 }
 
+// Create creates containers of service up to scale, keeping the ones it
+// has as they are (--no-recreate), without starting them: a start-first
+// swap's new containers.
+func (c CLI) Create(ctx context.Context, service string, scale int) error {
+	args := []string{"create", "--no-recreate", "--no-build", "--scale", fmt.Sprintf("%s=%d", service, scale)}
+	if !c.v1() {
+		args = append(args, "--pull", "never")
+	}
+	return c.run(ctx, "create "+service, append(args, service), nil, nil)
+}
+
+// ConfigHash is the hash compose gives service's configuration, which its
+// containers carry in the label com.docker.compose.config-hash.
+func (c CLI) ConfigHash(ctx context.Context, service string) (string, error) {
+	var out strings.Builder
+	if err := c.run(ctx, "config --hash", []string{"config", "--hash", service}, &out, nil); err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(out.String()) {
+		if name, hash, ok := strings.Cut(strings.TrimSpace(line), " "); ok && name == service {
+			return hash, nil
+		}
+	}
+	return "", fmt.Errorf("compose config --hash %s printed no hash", service)
+}
+
 // RunOnce runs service as a one-off container without a TTY and removes it
 // afterwards, streaming its output to stdout and stderr. A non-zero exit
 // is an *Error with the exit code and the last lines of stderr.
