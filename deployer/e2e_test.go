@@ -31,6 +31,7 @@ import (
 	"github.com/semalink/deploy-action/deployer/compose/composetest"
 	"github.com/semalink/deploy-action/deployer/remote"
 	"github.com/semalink/deploy-action/deployer/remote/remotetest"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 func TestMain(m *testing.M) { composetest.Main(m) }
@@ -872,5 +873,139 @@ func TestStartFirstSwap(t *testing.T) {
 	}
 	if again := s.apiContainers(); !slices.Equal(again, got) || len(s.results[0].Swaps) != 0 {
 		t.Errorf("an unchanged api was replaced: %v, was %v; swaps %+v", again, got, s.results[0].Swaps)
+	}
+}
+
+// proxied puts the demo's Caddy in front of the stack's api, retrying
+// for the time a swap takes (proxy-swap-unsafe), on an ephemeral port.
+func (s *stack) proxied() {
+	s.t.Helper()
+	file := filepath.Join(s.dir, "compose.yaml")
+	b, err := os.ReadFile(file)
+	must(s.t, err)
+	caddy := `
+  caddy:
+    image: deployer-demo/caddy:2.11.9
+    restart: unless-stopped
+    ports:
+      - "127.0.0.1::8080"
+    volumes:
+      - ./Caddyfile:/etc/caddy/Caddyfile:ro
+    depends_on:
+      api:
+        condition: service_healthy
+    deploy:
+      resources:
+        limits:
+          memory: 128m
+    logging: *logging
+`
+	must(s.t, os.WriteFile(file, append(b, caddy...), 0o644))
+	must(s.t, os.WriteFile(filepath.Join(s.dir, "Caddyfile"), []byte(":8080 {\n\treverse_proxy api:3000 {\n\t\tlb_try_duration 10s\n\t}\n}\n"), 0o644))
+}
+
+// proxyURL is where the stack's Caddy answers.
+func (s *stack) proxyURL() string {
+	s.t.Helper()
+	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", "com.docker.compose.project="+s.name),
+		filters.Arg("label", "com.docker.compose.service=caddy"))})
+	must(s.t, err)
+	for _, c := range list {
+		for _, p := range c.Ports {
+			if p.PrivatePort == 8080 && p.PublicPort != 0 {
+				return fmt.Sprintf("http://127.0.0.1:%d/", p.PublicPort)
+			}
+		}
+	}
+	s.t.Fatal("no caddy with a published port")
+	return ""
+}
+
+// underLoad runs fn while a constant load of rate requests a second goes
+// through the proxy, and returns the load's metrics.
+func (s *stack) underLoad(rate int, fn func()) *vegeta.Metrics {
+	s.t.Helper()
+	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: s.proxyURL()})
+	attacker := vegeta.NewAttacker(vegeta.Timeout(30 * time.Second))
+	stop := make(chan struct{})
+	var m vegeta.Metrics
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r := range attacker.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, 0, "swap") {
+			m.Add(r)
+			select {
+			case <-stop:
+				attacker.Stop()
+			default:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	<-done
+	m.Close()
+	return &m
+}
+
+// TestStartFirstUnderLoad: with a constant load of 100 requests a second
+// through the demo's Caddy, a start-first deploy, a broken one (whose
+// container would answer 503 if it got a request) and a rollback fail
+// no request and hold none for a second; the same deploy stop-first
+// makes requests wait for a container, so the test tells the two apart.
+func TestStartFirstUnderLoad(t *testing.T) {
+	s := newStack(t)
+	s.proxied()
+	s.startFirst()
+	if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"deploy v2", func() error { _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v2")); return err }},
+		{"a broken v3", func() error {
+			if _, err := s.deploy(t.Context(), s.plan(nil, "RELEASE=v3", "FAIL_HEALTH=1")); err == nil {
+				return errors.New("the broken release deployed")
+			}
+			return nil
+		}},
+		{"rollback to v1", func() error {
+			_, err := deployer.Rollback(t.Context(), s.plan(nil, "RELEASE=v2"), "", &deployer.TextReporter{W: io.Discard})
+			return err
+		}},
+	} {
+		var err error
+		m := s.underLoad(100, func() { err = step.run() })
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		t.Logf("%s start-first: %d requests, success %.4f, max %s, p99 %s, errors %v", step.name, m.Requests, m.Success, m.Latencies.Max, m.Latencies.P99, m.Errors)
+		if m.Success < 1 || m.Requests == 0 {
+			t.Errorf("%s start-first: %d requests, success %.4f, status codes %v, errors %v", step.name, m.Requests, m.Success, m.StatusCodes, m.Errors)
+		}
+		if m.Latencies.Max > time.Second {
+			t.Errorf("%s start-first: the longest request took %s", step.name, m.Latencies.Max)
+		}
+	}
+
+	// The same deploy, stop-first: the load sees it.
+	o := newStack(t)
+	o.proxied()
+	if _, err := o.deploy(t.Context(), o.plan(nil, "RELEASE=v1")); err != nil {
+		t.Fatalf("first stop-first deploy: %v", err)
+	}
+	var err error
+	m := o.underLoad(100, func() { _, err = o.deploy(t.Context(), o.plan(nil, "RELEASE=v2")) })
+	if err != nil {
+		t.Fatalf("stop-first deploy: %v", err)
+	}
+	t.Logf("deploy v2 stop-first: %d requests, success %.4f, max %s, p99 %s, errors %v", m.Requests, m.Success, m.Latencies.Max, m.Latencies.P99, m.Errors)
+	// While no container serves, Caddy retries every 250 ms
+	// (lb_try_interval): a request waited for one, or failed.
+	if m.Success == 1 && m.Latencies.Max < 250*time.Millisecond {
+		t.Errorf("stop-first: no request failed or waited (max %s): the test cannot tell the orders apart", m.Latencies.Max)
 	}
 }

@@ -43,7 +43,6 @@ type Engine interface {
 	imageRemover
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
 	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
-	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
 	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
 	NetworkDisconnect(ctx context.Context, networkID, containerID string, force bool) error
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error

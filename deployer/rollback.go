@@ -13,7 +13,8 @@ func (t *target) rollback(ctx context.Context, rel *Release, prev string, cause 
 	// The deploy's own context may be what failed (a Ctrl-C); the
 	// rollback still needs to happen.
 	lost := lockLost(ctx)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upTimeout+t.plan.HealthTimeout+2*hostStepTimeout)
+	// A start-first swap back takes as long again, per batch.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upTimeout+t.plan.HealthTimeout+2*hostStepTimeout+t.swapBudget(prev))
 	defer cancel()
 	switch {
 	case lost != nil:

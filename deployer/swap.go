@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,12 +12,13 @@ import (
 	"github.com/docker/docker/api/types/network"
 )
 
-// Swap is how a service of a release was replaced.
+// Swap is how a service of a release was replaced start-first.
 type Swap struct {
 	Service string `json:"service"`
-	Order   string `json:"order"` // start-first, or stop-first (compose up's own)
-	// Overlap is how long old and new containers ran side by side: from
-	// the first new one starting to the last old one stopped.
+	Order   string `json:"order"` // start-first
+	// Overlap is how long old and new containers both answered to the
+	// service's name: from the first new one joining it to the last old
+	// one stopped.
 	Overlap time.Duration `json:"overlap_ns,omitempty"`
 }
 
@@ -43,109 +45,197 @@ func (t *target) swapStartFirst(ctx context.Context, id string, rel *Release) ([
 		if len(old) == 0 {
 			continue // nothing to keep serving: up starts it
 		}
-		want, err := t.cli(id).ConfigHash(ctx, s.Name)
+		cli := t.cli(id)
+		if !composeCanSwap(cli.Version) {
+			t.rep.Warnf("%s asks for start-first, which needs Compose 2.16 or later (this host has %s): up replaces it stop-first", s.Name, cli.Version)
+			continue
+		}
+		want, err := cli.ConfigHash(ctx, s.Name)
 		if err != nil {
 			return swaps, err
 		}
-		if !slices.ContainsFunc(old, func(c container.Summary) bool { return c.Labels["com.docker.compose.config-hash"] != want }) {
+		stale := slices.DeleteFunc(slices.Clone(old), func(c container.Summary) bool { return c.Labels["com.docker.compose.config-hash"] == want })
+		if len(stale) == 0 {
 			continue // unchanged: up leaves it be
 		}
 		done := t.rep.Step("swap " + s.Name + " (start-first)")
-		overlap, err := t.swap(ctx, id, s, old)
+		overlap, err := t.swap(ctx, id, s, len(old), stale)
 		done(err)
+		if overlap > 0 || err == nil {
+			swaps = append(swaps, Swap{Service: s.Name, Order: "start-first", Overlap: overlap})
+		}
 		if err != nil {
 			return swaps, err
 		}
-		swaps = append(swaps, Swap{Service: s.Name, Order: "start-first", Overlap: overlap})
 	}
 	return swaps, nil
 }
 
-// swap replaces old, a batch of parallelism (or all) at a time.
-func (t *target) swap(ctx context.Context, id string, s ServiceCheck, old []container.Summary) (time.Duration, error) {
+// swapBudget is how long swapping a release's start-first services back
+// may take: for each batch, its health wait and a stop.
+func (t *target) swapBudget(id string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), hostStepTimeout)
+	defer cancel()
+	rel, err := t.readRelease(ctx, id)
+	if err != nil {
+		return 0
+	}
+	var d time.Duration
+	for _, s := range rel.Services {
+		if s.Order != "start-first" {
+			continue
+		}
+		batches := 1
+		if s.Parallelism > 0 {
+			batches = (max(s.Replicas, 1) + s.Parallelism - 1) / s.Parallelism
+		}
+		d += time.Duration(batches) * (t.plan.HealthTimeout + upTimeout + 2*hostStepTimeout)
+	}
+	return d
+}
+
+// composeCanSwap: create --scale came with Compose 2.16.
+func composeCanSwap(version string) bool {
+	major, rest, _ := strings.Cut(version, ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	return err1 == nil && err2 == nil && (ma > 2 || ma == 2 && mi >= 16)
+}
+
+// swap replaces the stale of a service's running containers, a batch of
+// parallelism (or all) at a time.
+func (t *target) swap(ctx context.Context, id string, s ServiceCheck, running int, stale []container.Summary) (time.Duration, error) {
+	// What a cancelled swap left (created or stopped containers) would be
+	// started by compose, or kept by up in place of a serving one.
+	if err := t.removeLeftovers(ctx, s.Name); err != nil {
+		return 0, err
+	}
 	batch := s.Parallelism
-	if batch <= 0 || batch > len(old) {
-		batch = len(old)
+	if batch <= 0 || batch > len(stale) {
+		batch = len(stale)
 	}
 	var first time.Time
-	for len(old) > 0 {
-		n := min(batch, len(old))
+	overlap := func() time.Duration {
+		if first.IsZero() {
+			return 0
+		}
+		return time.Since(first)
+	}
+	for len(stale) > 0 {
+		n := min(batch, len(stale))
 		before, err := t.serviceContainerIDs(ctx, s.Name)
 		if err != nil {
-			return 0, err
+			return overlap(), err
 		}
-		if err := t.cli(id).Create(ctx, s.Name, len(before)+n); err != nil {
-			return 0, err
+		cctx, cancel := context.WithTimeout(ctx, hostStepTimeout)
+		err = t.cli(id).Create(cctx, s.Name, running+n)
+		cancel()
+		if err != nil {
+			return overlap(), err
 		}
 		after, err := t.serviceContainerIDs(ctx, s.Name)
 		if err != nil {
-			return 0, err
+			return overlap(), err
 		}
-		var fresh []string
-		for _, c := range after {
-			if !slices.Contains(before, c) {
-				fresh = append(fresh, c)
-			}
-		}
+		fresh := slices.DeleteFunc(after, func(c string) bool { return slices.Contains(before, c) })
 		if len(fresh) == 0 {
-			return 0, fmt.Errorf("swap %s: compose created no new container", s.Name)
+			return overlap(), fmt.Errorf("swap %s: compose created no new container", s.Name)
+		}
+		if err := t.startHidden(ctx, id, s, fresh); err != nil {
+			t.removeContainers(fresh)
+			return overlap(), fmt.Errorf("%w; the old %s containers still serve", err, s.Name)
 		}
 		if first.IsZero() {
 			first = time.Now()
 		}
-		if err := t.startHidden(ctx, s, fresh); err != nil {
-			t.removeContainers(fresh)
-			return 0, fmt.Errorf("%w; the old %s containers still serve", err, s.Name)
-		}
-		for _, c := range old[:n] {
-			t.rep.Printf("stopping the old %s (%s)", strings.TrimPrefix(c.Names[0], "/"), c.ID[:12])
-			if err := t.docker.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil {
-				return 0, fmt.Errorf("stop the old %s: %w", s.Name, err)
-			}
-			if err := t.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil {
-				return 0, fmt.Errorf("remove the old %s: %w", s.Name, err)
+		// Once the new ones answer to the name, the old ones leave even
+		// if the deploy is cancelled now: both serve meanwhile.
+		for _, c := range stale[:n] {
+			t.rep.Printf("stopping the old %s %s", s.Name, shortID(c.ID))
+			if err := t.retire(ctx, c.ID); err != nil {
+				return overlap(), fmt.Errorf("retire the old %s: %w", s.Name, err)
 			}
 		}
-		old = old[n:]
+		stale = stale[n:]
 	}
-	return time.Since(first), nil
+	return overlap(), nil
+}
+
+// retire stops an old container, with its own stop signal and grace
+// period, and removes it with its anonymous volumes.
+func (t *target) retire(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
+	defer cancel()
+	if err := t.docker.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+		return err
+	}
+	return t.docker.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true})
+}
+
+// removeLeftovers removes a service's containers that do not run.
+func (t *target) removeLeftovers(ctx context.Context, service string) error {
+	all, err := t.serviceContainers(ctx, service, true)
+	if err != nil {
+		return err
+	}
+	for _, c := range all {
+		if c.State == "running" {
+			continue
+		}
+		t.rep.Printf("removing %s %s, left %s by an interrupted deploy", service, shortID(c.ID), c.State)
+		if err := t.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			return fmt.Errorf("remove a leftover %s container: %w", service, err)
+		}
+	}
+	return nil
 }
 
 // startHidden starts the new containers without the service's aliases on
 // their networks, waits for them to be healthy, then gives the aliases
-// back: from then on the service's name answers with them too.
-func (t *target) startHidden(ctx context.Context, s ServiceCheck, ids []string) error {
-	aliases := map[string]map[string][]string{} // container → network → aliases
-	for _, id := range ids {
-		c, err := t.docker.ContainerInspect(ctx, id)
+// back: from then on the service's name answers with them too. Giving
+// them back reconnects each container to its networks, which cuts the
+// connections it opened on them once, before it takes any request.
+func (t *target) startHidden(ctx context.Context, id string, s ServiceCheck, ids []string) error {
+	aliases := map[string]map[string]*network.EndpointSettings{} // container → network → endpoint
+	for _, c := range ids {
+		ins, err := t.docker.ContainerInspect(ctx, c)
 		if err != nil {
 			return err
 		}
-		aliases[id] = map[string][]string{}
-		for net, ep := range c.NetworkSettings.Networks {
-			aliases[id][net] = ep.Aliases
-			own := slices.DeleteFunc(slices.Clone(ep.Aliases), func(a string) bool { return a != strings.TrimPrefix(c.Name, "/") })
-			if err := t.reconnect(ctx, net, id, ep, own); err != nil {
+		aliases[c] = map[string]*network.EndpointSettings{}
+		if ins.NetworkSettings == nil {
+			continue
+		}
+		for net, ep := range ins.NetworkSettings.Networks {
+			if ep == nil || !userNetwork(ins, net) {
+				continue
+			}
+			aliases[c][net] = ep
+			own := slices.DeleteFunc(slices.Clone(ep.Aliases), func(a string) bool { return a != strings.TrimPrefix(ins.Name, "/") })
+			if err := t.reconnect(ctx, net, c, ep, own); err != nil {
 				return err
 			}
 		}
-		if err := t.docker.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			return fmt.Errorf("start the new %s: %w", s.Name, err)
-		}
+	}
+	// compose start starts what the service depends on that the release
+	// added (created with it), copies its configs and secrets in, and
+	// waits for the dependencies' conditions.
+	sctx, cancel := context.WithTimeout(ctx, upTimeout)
+	err := t.cli(id).Start(sctx, s.Name)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start the new %s: %w", s.Name, err)
 	}
 	start := time.Now()
-	for _, id := range ids {
-		if err := t.waitHealthy(ctx, s, id, start); err != nil {
+	for _, c := range ids {
+		if err := t.waitHealthy(ctx, s, c, start); err != nil {
 			return err
 		}
 	}
-	for _, id := range ids {
-		c, err := t.docker.ContainerInspect(ctx, id)
-		if err != nil {
-			return err
-		}
-		for net, ep := range c.NetworkSettings.Networks {
-			if err := t.reconnect(ctx, net, id, ep, aliases[id][net]); err != nil {
+	for _, c := range ids {
+		for net, ep := range aliases[c] {
+			if err := t.reconnect(ctx, net, c, ep, ep.Aliases); err != nil {
 				return err
 			}
 		}
@@ -154,12 +244,30 @@ func (t *target) startHidden(ctx context.Context, s ServiceCheck, ids []string) 
 	return nil
 }
 
-// reconnect connects a container to a network again, with these aliases.
+// userNetwork: a network a container can be disconnected from (not the
+// host's, none, or another container's).
+func userNetwork(c container.InspectResponse, net string) bool {
+	mode := ""
+	if c.HostConfig != nil {
+		mode = string(c.HostConfig.NetworkMode)
+	}
+	return net != "host" && net != "none" && !strings.HasPrefix(mode, "container:") && mode != "host" && mode != "none"
+}
+
+// reconnect connects a container to a network again, with these aliases
+// and its other endpoint settings. It is not cut short by a cancelled
+// deploy: a container left off its network would serve nobody.
 func (t *target) reconnect(ctx context.Context, net, id string, ep *network.EndpointSettings, aliases []string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostStepTimeout)
+	defer cancel()
 	if err := t.docker.NetworkDisconnect(ctx, net, id, true); err != nil {
 		return fmt.Errorf("network %s: %w", net, err)
 	}
-	settings := &network.EndpointSettings{Aliases: aliases, IPAMConfig: ep.IPAMConfig, Links: ep.Links, DriverOpts: ep.DriverOpts}
+	settings := ep.Copy()
+	settings.Aliases = slices.Clone(aliases)
+	// What the Engine fills in when it connects.
+	settings.NetworkID, settings.EndpointID, settings.Gateway, settings.IPAddress, settings.IPPrefixLen = "", "", "", "", 0
+	settings.IPv6Gateway, settings.GlobalIPv6Address, settings.GlobalIPv6PrefixLen, settings.DNSNames = "", "", 0, nil
 	if err := t.docker.NetworkConnect(ctx, net, id, settings); err != nil {
 		return fmt.Errorf("network %s: %w", net, err)
 	}
@@ -168,6 +276,7 @@ func (t *target) reconnect(ctx context.Context, net, id string, ep *network.Endp
 
 // waitHealthy waits for a new container's healthcheck to pass (or, without
 // one, for it to stay up for the settle time), up to the health timeout.
+// A container that restarts has failed.
 func (t *target) waitHealthy(ctx context.Context, s ServiceCheck, id string, start time.Time) error {
 	deadline := start.Add(t.plan.HealthTimeout)
 	for {
@@ -180,11 +289,13 @@ func (t *target) waitHealthy(ctx context.Context, s ServiceCheck, id string, sta
 		case st == nil:
 		case st.Status == "exited" || st.Status == "dead":
 			return fmt.Errorf("the new %s exited (code %d) before it was healthy", s.Name, st.ExitCode)
+		case st.Restarting || c.RestartCount > 0:
+			return fmt.Errorf("the new %s restarted (exit code %d) before it was healthy", s.Name, st.ExitCode)
 		case st.Health != nil && st.Health.Status == container.Healthy:
 			return nil
 		case st.Health != nil && st.Health.Status == container.Unhealthy:
 			return fmt.Errorf("the new %s is unhealthy: %s", s.Name, lastProbe(st.Health))
-		case !s.Healthcheck && st.Running && time.Since(start) >= t.plan.Settle:
+		case !s.Healthcheck && st.Running && settled(st.StartedAt, t.plan.Settle):
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -196,6 +307,12 @@ func (t *target) waitHealthy(ctx context.Context, s ServiceCheck, id string, sta
 		case <-time.After(swapPoll):
 		}
 	}
+}
+
+// settled: a container started at startedAt (RFC 3339) has run for d.
+func settled(startedAt string, d time.Duration) bool {
+	at, err := time.Parse(time.RFC3339Nano, startedAt)
+	return err == nil && time.Since(at) >= d
 }
 
 func lastProbe(h *container.Health) string {
@@ -210,8 +327,8 @@ func (t *target) removeContainers(ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), hostStepTimeout)
 	defer cancel()
 	for _, id := range ids {
-		if err := t.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil {
-			t.rep.Warnf("remove the new container %s: %v", id[:min(12, len(id))], err)
+		if err := t.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			t.rep.Warnf("remove the new container %s: %v", shortID(id), err)
 		}
 	}
 }

@@ -54,6 +54,13 @@ func (c CLI) Create(ctx context.Context, service string, scale int) error {
 	return c.run(ctx, "create "+service, append(args, service), nil, nil)
 }
 
+// Start starts service's containers that are not running, and what it
+// depends on, as compose does: in order, waiting for the dependencies'
+// conditions, with the configs and secrets copied in.
+func (c CLI) Start(ctx context.Context, service string) error {
+	return c.run(ctx, "start "+service, []string{"start", service}, nil, nil)
+}
+
 // ConfigHash is the hash compose gives service's configuration, which its
 // containers carry in the label com.docker.compose.config-hash.
 func (c CLI) ConfigHash(ctx context.Context, service string) (string, error) {
