@@ -65,6 +65,9 @@ var ruleCases = []ruleCase{
 		"start-first-unsafe error api compose.yaml:4",
 		"start-first-unsafe error api compose.yaml:5",
 		"start-first-unsafe error api compose.yaml:7",
+		"start-first-unsafe error worker compose.yaml:14",  // hostname
+		"start-first-unsafe error worker compose.yaml:15",  // ipv4_address
+		"start-first-unsafe error sidecar compose.yaml:23", // network_mode
 	}},
 	{dir: "start-first-unsafe/fine"},
 

@@ -2,8 +2,10 @@ package checks
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/semalink/deploy-action/checks/project"
@@ -30,6 +32,24 @@ var startFirstUnsafe = &Rule{
 				out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "container_name"),
 					Message: fmt.Sprintf("%s asks for start-first, but its container_name %s can be held by one container only", name, s.ContainerName),
 					Fix:     "drop container_name: other services reach it by its service name"})
+			}
+			if s.Hostname != "" {
+				out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "hostname"),
+					Message: fmt.Sprintf("%s asks for start-first, but its hostname %s would name the new container before it is healthy", name, s.Hostname),
+					Fix:     "drop hostname: other services reach it by its service name"})
+			}
+			for _, net := range slices.Sorted(maps.Keys(s.Networks)) {
+				if n := s.Networks[net]; n != nil && (n.Ipv4Address != "" || n.Ipv6Address != "" || n.MacAddress != "") {
+					out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "networks"),
+						Message: fmt.Sprintf("%s asks for start-first, but has a fixed address on network %s, which one container holds at a time", name, net),
+						Fix:     "drop ipv4_address, ipv6_address and mac_address: other services reach it by its service name"})
+					break
+				}
+			}
+			if m := string(s.NetworkMode); m == "host" || strings.HasPrefix(m, "service:") || strings.HasPrefix(m, "container:") {
+				out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "network_mode"),
+					Message: fmt.Sprintf("%s asks for start-first, but network_mode %s gives it no network of its own to start the new container on", name, m),
+					Fix:     "drop network_mode, or use order: stop-first"})
 			}
 			for _, p := range s.Ports {
 				if p.Published != "" { // an ephemeral port (127.0.0.1::3000) is one per container
