@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -54,7 +55,7 @@ var startFirstUnsafe = &Rule{
 			for _, p := range s.Ports {
 				if p.Published != "" { // an ephemeral port (127.0.0.1::3000) is one per container
 					out = append(out, Finding{Rule: "start-first-unsafe", Service: name, Pos: in.ServicePos(name, "ports"),
-						Message: fmt.Sprintf("%s asks for start-first, but publishes host port %s, which one container holds at a time", name, cmpOr(p.Published, fmt.Sprint(p.Target))),
+						Message: fmt.Sprintf("%s asks for start-first, but publishes host port %s, which one container holds at a time", name, cmp.Or(p.Published, fmt.Sprint(p.Target))),
 						Fix:     "put it behind the proxy (reverse_proxy " + name + ":" + fmt.Sprint(p.Target) + ") and drop ports:, or use order: stop-first"})
 					break
 				}
@@ -147,11 +148,4 @@ func directiveUpstreams(d project.Directive) []upstream {
 		}
 	}
 	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

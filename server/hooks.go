@@ -61,7 +61,7 @@ func (s *Server) hook(sc scheme) http.HandlerFunc {
 			if m, ok := body.(map[string]string); ok && sc.name() == SchemeSlack {
 				// Slack shows a command's answer from its text.
 				m["response_type"] = "ephemeral"
-				m["text"] = cmpOr(m["text"], m["error"])
+				m["text"] = cmp.Or(m["text"], m["error"])
 			}
 			w.Header().Set("Cache-Control", "no-store")
 			if code == http.StatusTooManyRequests {

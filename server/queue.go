@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -234,7 +235,7 @@ func (q *queue) next(l *lane) {
 		out, err := q.run(q.ctx, asked, log)
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		d.Release, d.Commit = out.Release, cmpOr(out.Commit, d.Commit)
+		d.Release, d.Commit = out.Release, cmp.Or(out.Commit, d.Commit)
 		var refused *RefusedError
 		switch {
 		case err == nil:

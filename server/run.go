@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -314,7 +315,7 @@ func (p *pipeline) Status(ctx context.Context, project string) (string, error) {
 	}
 	for _, r := range hosts[0].Releases {
 		if r.ID == hosts[0].Current {
-			return fmt.Sprintf("%s: %s is live (commit %s, by %s, %s)", project, r.ID, cmpOr(short(r.Commit), "unknown"), orUnknown(r.Actor), r.Created.UTC().Format(time.RFC3339)), nil
+			return fmt.Sprintf("%s: %s is live (commit %s, by %s, %s)", project, r.ID, cmp.Or(short(r.Commit), "unknown"), orUnknown(r.Actor), r.Created.UTC().Format(time.RFC3339)), nil
 		}
 	}
 	return project + ": " + hosts[0].Current + " is live", nil

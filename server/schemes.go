@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -107,7 +108,7 @@ func (k hookGitHub) decide(r *http.Request, body []byte) verdict {
 	case *github.DeploymentEvent:
 		repo, sender = e.GetRepo(), e.GetSender()
 		dep := e.GetDeployment()
-		d.Ref = cmpOr(dep.GetSHA(), dep.GetRef())
+		d.Ref = cmp.Or(dep.GetSHA(), dep.GetRef())
 		d.Repository, d.Deployment = repo.GetFullName(), dep.GetID()
 		if v := k.allow(repo, sender, d); v.code != 0 {
 			return v
@@ -228,7 +229,7 @@ func (k hookSlack) decide(r *http.Request, body []byte) verdict {
 		}
 	}
 	e.Ref, e.Release = d.Ref, d.Release
-	if v, ok := s.request(cmpOr(map[string]string{"status": "redeploy"}[d.Action], d.Action), d.Project, d.Ref, d.Release); !ok {
+	if v, ok := s.request(cmp.Or(map[string]string{"status": "redeploy"}[d.Action], d.Action), d.Project, d.Ref, d.Release); !ok {
 		v.reply = map[string]string{"response_type": "ephemeral", "text": v.reason}
 		v.entry = e
 		return v
@@ -257,7 +258,7 @@ func (s *Server) recent(project string) string {
 		if n++; n > 5 {
 			break
 		}
-		fmt.Fprintf(&b, "\n%s %s %s %s by %s", d.ID, d.Action, cmpOr(d.Ref, d.Release), d.Status, orUnknown(d.Sender))
+		fmt.Fprintf(&b, "\n%s %s %s %s by %s", d.ID, d.Action, cmp.Or(d.Ref, d.Release), d.Status, orUnknown(d.Sender))
 	}
 	return b.String()
 }
@@ -372,11 +373,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
