@@ -29,16 +29,21 @@ func sh(script string, args ...string) []string {
 }
 
 // writeScript: $1 directory, $2 path, $3 base name, $4 octal mode, $5 the
-// data's length; the data on stdin. The temporary file is created 0600 by
-// mktemp, then given its mode, then filled; one shorter than $5 (its
-// client went away mid-write, which cat takes for the end) is not renamed
-// into place.
+// data's length; the data on stdin. The temporary file is named (after the
+// shell's PID) and the traps that remove it are set before it exists, so
+// that a write stopped at any point leaves none behind; it is created 0600
+// (and not through a link: noclobber, after removing one a dead process
+// of the same PID left), then given its mode, then filled; one shorter than
+// $5 (its client went away mid-write, which cat takes for the end) is not
+// renamed into place.
 const writeScript = `set -e
 umask 077
 mkdir -p -- "$1"
-tmp=$(mktemp -- "$1/.$3.XXXXXXXX")
+tmp="$1/.$3.$$"
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 143' HUP INT TERM PIPE
+rm -f -- "$tmp"
+(set -C; : >"$tmp")
 chmod "$4" -- "$tmp"
 cat >"$tmp"
 [ "$(wc -c <"$tmp")" -eq "$5" ] || { echo "short write: $(wc -c <"$tmp") of $5 bytes" >&2; exit 1; }
