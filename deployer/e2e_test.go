@@ -213,32 +213,37 @@ func (s *stack) oneOffs(service string) []string {
 	return names
 }
 
-// answers returns the release the running api reports.
-func (s *stack) answers() string {
+// published is http://127.0.0.1:PORT of a running container of service
+// that publishes its port private.
+func (s *stack) published(service string, private uint16) string {
 	s.t.Helper()
-	cli := dockerClient(s.t)
-	list, err := cli.ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
+	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", "com.docker.compose.project="+s.name),
-		filters.Arg("label", "com.docker.compose.service=api"))})
+		filters.Arg("label", "com.docker.compose.service="+service))})
 	must(s.t, err)
 	for _, c := range list {
 		for _, port := range c.Ports {
-			if port.PrivatePort != 3000 || port.PublicPort == 0 {
-				continue
+			if port.PrivatePort == private && port.PublicPort != 0 {
+				return "http://" + net.JoinHostPort("127.0.0.1", fmt.Sprint(port.PublicPort))
 			}
-			hc := http.Client{Timeout: 3 * time.Second}
-			resp, err := hc.Get(fmt.Sprintf("http://%s/", net.JoinHostPort("127.0.0.1", fmt.Sprint(port.PublicPort))))
-			if err != nil {
-				s.t.Fatalf("the api does not answer: %v", err)
-			}
-			defer resp.Body.Close()
-			var v struct{ Release string }
-			must(s.t, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v))
-			return v.Release
 		}
 	}
-	s.t.Fatalf("no running api container with a published port in %s", s.name)
+	s.t.Fatalf("no running %s container with port %d published in %s", service, private, s.name)
 	return ""
+}
+
+// answers returns the release the running api reports.
+func (s *stack) answers() string {
+	s.t.Helper()
+	hc := http.Client{Timeout: 3 * time.Second}
+	resp, err := hc.Get(s.published("api", 3000) + "/")
+	if err != nil {
+		s.t.Fatalf("the api does not answer: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Release string }
+	must(s.t, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v))
+	return v.Release
 }
 
 // releases reads release.json of every release on the host, oldest first.
@@ -905,22 +910,7 @@ func (s *stack) proxied() {
 }
 
 // proxyURL is where the stack's Caddy answers.
-func (s *stack) proxyURL() string {
-	s.t.Helper()
-	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", "com.docker.compose.project="+s.name),
-		filters.Arg("label", "com.docker.compose.service=caddy"))})
-	must(s.t, err)
-	for _, c := range list {
-		for _, p := range c.Ports {
-			if p.PrivatePort == 8080 && p.PublicPort != 0 {
-				return fmt.Sprintf("http://127.0.0.1:%d/", p.PublicPort)
-			}
-		}
-	}
-	s.t.Fatal("no caddy with a published port")
-	return ""
-}
+func (s *stack) proxyURL() string { return s.published("caddy", 8080) + "/" }
 
 // underLoad runs fn while a constant load of rate requests a second goes
 // through the proxy, and returns the load's metrics.

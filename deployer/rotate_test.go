@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/semalink/deploy-action/checks"
 	"github.com/semalink/deploy-action/checks/project"
 	"github.com/semalink/deploy-action/deployer"
@@ -295,29 +291,15 @@ func (s *stack) rotate(ctx context.Context, p *deployer.Plan, opts deployer.Rota
 // api sends a request to the running api and returns its status and body.
 func (s *stack) api(method, path, body string) (int, string) {
 	s.t.Helper()
-	list, err := dockerClient(s.t).ContainerList(s.t.Context(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", "com.docker.compose.project="+s.name),
-		filters.Arg("label", "com.docker.compose.service=api"))})
+	req, err := http.NewRequestWithContext(s.t.Context(), method, s.published("api", 3000)+path, strings.NewReader(body))
 	must(s.t, err)
-	for _, c := range list {
-		for _, port := range c.Ports {
-			if port.PrivatePort != 3000 || port.PublicPort == 0 {
-				continue
-			}
-			url := fmt.Sprintf("http://%s%s", net.JoinHostPort("127.0.0.1", fmt.Sprint(port.PublicPort)), path)
-			req, err := http.NewRequestWithContext(s.t.Context(), method, url, strings.NewReader(body))
-			must(s.t, err)
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-			if err != nil {
-				s.t.Fatalf("the api does not answer %s %s: %v", method, path, err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-			return resp.StatusCode, strings.TrimSpace(string(b))
-		}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		s.t.Fatalf("the api does not answer %s %s: %v", method, path, err)
 	}
-	s.t.Fatalf("no running api container with a published port in %s", s.name)
-	return 0, ""
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 func (s *stack) wantHealthy() {

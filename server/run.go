@@ -190,26 +190,36 @@ func (p *pipeline) checkout(ctx context.Context, src *Source, d *Deploy, log io.
 	return commit, nil
 }
 
-// live is the commit and ID of project's live release ("" when nothing
-// is live, or it recorded no commit).
-func (p *pipeline) live(ctx context.Context, project string) (commit, release string, err error) {
+// liveRelease is project's live release on this machine (nil when nothing
+// is live) and the ID current names.
+func (p *pipeline) liveRelease(ctx context.Context, project string) (*deployer.Release, string, error) {
 	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: project, Local: true, Root: p.cfg.Root})
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
 	if err != nil {
-		return "", "", fmt.Errorf("read the live release: %w", err)
+		return nil, "", fmt.Errorf("read the live release: %w", err)
 	}
 	if len(hosts) == 0 || hosts[0].Current == "" {
-		return "", "", nil
+		return nil, "", nil
 	}
 	for _, r := range hosts[0].Releases {
-		if r.ID == hosts[0].Current && validRef(r.Commit) {
-			return r.Commit, r.ID, nil
+		if r.ID == hosts[0].Current {
+			return &r, r.ID, nil
 		}
 	}
-	return "", hosts[0].Current, nil
+	return nil, hosts[0].Current, nil
+}
+
+// live is the commit and ID of project's live release ("" when nothing
+// is live, or it recorded no commit).
+func (p *pipeline) live(ctx context.Context, project string) (commit, release string, err error) {
+	rel, current, err := p.liveRelease(ctx, project)
+	if err != nil || rel == nil || !validRef(rel.Commit) {
+		return "", current, err
+	}
+	return rel.Commit, current, nil
 }
 
 // onBranch refuses a commit that is not on the source branch.
@@ -302,23 +312,16 @@ func (p *pipeline) git(ctx context.Context, dir string, log io.Writer, args ...s
 
 // Status says which release of project is live, and since when.
 func (p *pipeline) Status(ctx context.Context, project string) (string, error) {
-	plan, err := deployer.NewHostPlan(ctx, deployer.Options{Name: project, Local: true, Root: p.cfg.Root})
-	if err != nil {
+	r, current, err := p.liveRelease(ctx, project)
+	switch {
+	case err != nil:
 		return "", err
-	}
-	hosts, err := deployer.Releases(ctx, plan, &deployer.TextReporter{W: io.Discard})
-	if err != nil {
-		return "", err
-	}
-	if len(hosts) == 0 || hosts[0].Current == "" {
+	case current == "":
 		return project + ": nothing is live yet", nil
+	case r == nil:
+		return project + ": " + current + " is live", nil
 	}
-	for _, r := range hosts[0].Releases {
-		if r.ID == hosts[0].Current {
-			return fmt.Sprintf("%s: %s is live (commit %s, by %s, %s)", project, r.ID, cmp.Or(short(r.Commit), "unknown"), orUnknown(r.Actor), r.Created.UTC().Format(time.RFC3339)), nil
-		}
-	}
-	return project + ": " + hosts[0].Current + " is live", nil
+	return fmt.Sprintf("%s: %s is live (commit %s, by %s, %s)", project, r.ID, cmp.Or(short(r.Commit), "unknown"), orUnknown(r.Actor), r.Created.UTC().Format(time.RFC3339)), nil
 }
 
 func (s *Source) branch() string {
